@@ -1,0 +1,93 @@
+"""Image file reading, alpha compositing and area-averaged downscaling.
+
+Downscaling averages *premultiplied* colour so that a pixel half covered by a red object on a
+transparent background becomes half-transparent red, not pink: colour is divided by the averaged
+alpha only when compositing.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from datasets.errors import DatasetError
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An image file as float32 (H, W, C) in [0, 1], C = 3 or 4; a one-line error if unreadable."""
+    import imageio.v3 as iio
+
+    if not path.is_file():
+        raise DatasetError(f"{path}: image file not found")
+    try:
+        img = iio.imread(path)
+    except Exception as exc:  # imageio raises many types for corrupt files
+        raise DatasetError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
+    if img.ndim == 2:
+        img = img[..., None].repeat(3, axis=-1)
+    if img.ndim != 3 or img.shape[-1] not in (1, 3, 4):
+        raise DatasetError(f"{path}: unsupported image shape {img.shape}")
+    if img.shape[-1] == 1:
+        img = img.repeat(3, axis=-1)
+    scale = 65535.0 if img.dtype == np.uint16 else 255.0 if img.dtype == np.uint8 else 1.0
+    return img.astype(np.float32) / scale
+
+
+def downscale_area(img: torch.Tensor, factor: int) -> torch.Tensor:
+    """Area-average (..., H, W, C) by an integer factor; H and W are cropped to multiples of it.
+
+    Colour channels of RGBA input are premultiplied by alpha before averaging and left
+    premultiplied: composite with `composite_premultiplied`.
+    """
+    if factor == 1:
+        return img
+    h, w = img.shape[-3] // factor * factor, img.shape[-2] // factor * factor
+    img = img[..., :h, :w, :]
+    lead = img.shape[:-3]
+    c = img.shape[-1]
+    x = img.reshape(*lead, h // factor, factor, w // factor, factor, c)
+    return x.mean(dim=(-4, -2))
+
+
+def premultiply(rgba: torch.Tensor) -> torch.Tensor:
+    """(..., 4) straight-alpha RGBA to premultiplied."""
+    return torch.cat([rgba[..., :3] * rgba[..., 3:], rgba[..., 3:]], dim=-1)
+
+
+def composite_premultiplied(rgba: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+    """(..., 4) premultiplied RGBA over a (3,) background colour -> (..., 3)."""
+    return rgba[..., :3] + (1.0 - rgba[..., 3:]) * background
+
+
+def load_rgba_stack(paths: list[Path], factor: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Read, check and downscale a list of images of one split into preallocated tensors.
+
+    Returns premultiplied RGB (n, H, W, 3) and alpha (n, H, W) (None if the files have no alpha);
+    only one full-resolution image is held at a time. Every image must have the size of the
+    first; the error names the one that differs.
+    """
+    rgb = alpha = None
+    first_shape = None
+    for k, p in enumerate(paths):
+        img = read_image(p)
+        if first_shape is None:
+            first_shape = img.shape[:2]
+        elif img.shape[:2] != first_shape:
+            raise DatasetError(
+                f"{p}: image size {img.shape[1]}x{img.shape[0]} differs from the split's "
+                f"{first_shape[1]}x{first_shape[0]} ({paths[0].name})"
+            )
+        t = torch.from_numpy(img)
+        if t.shape[-1] == 4:
+            t = premultiply(t)
+        t = downscale_area(t, factor)
+        if rgb is None:
+            h, w = t.shape[:2]
+            rgb = torch.empty(len(paths), h, w, 3)
+            if t.shape[-1] == 4:
+                alpha = torch.empty(len(paths), h, w)
+        rgb[k] = t[..., :3]
+        if alpha is not None:
+            alpha[k] = t[..., 3] if t.shape[-1] == 4 else 1.0
+    return rgb, alpha

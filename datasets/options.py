@@ -1,0 +1,51 @@
+"""What a caller may ask of a loader: the `data.*` section of a run's config."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SyntheticOptions:
+    """The built-in procedural scene (`datasets.synthetic`)."""
+
+    seed: int = 0
+    resolution: int = 64
+    n_train: int = 40
+    n_val: int = 4
+    n_test: int = 12
+    supersample: int = 2
+    fov_degrees: float = 40.0
+
+
+@dataclass
+class DataOptions:
+    """path: the scene folder (None = the built-in scene); format: auto-detected unless named;
+    downscale: integer image reduction (area-averaged); max_images: cap per split (0 = all);
+    background: white | black, for formats with alpha."""
+
+    path: str | None = None
+    format: str = "auto"
+    downscale: int = 1
+    max_images: int = 0
+    background: str = "white"
+    synthetic: SyntheticOptions = field(default_factory=SyntheticOptions)
+
+    def validate(self) -> list[str]:
+        """Problems with these options as `key: reason` strings (empty if fine)."""
+        errs = []
+        if self.downscale < 1:
+            errs.append(f"data.downscale: must be >= 1, got {self.downscale}")
+        if self.max_images < 0:
+            errs.append(f"data.max_images: must be >= 0, got {self.max_images}")
+        if self.background not in ("white", "black"):
+            errs.append(f"data.background: must be 'white' or 'black', got {self.background!r}")
+        s = self.synthetic
+        if s.resolution < 8:
+            errs.append(f"data.synthetic.resolution: must be >= 8, got {s.resolution}")
+        if min(s.n_train, s.n_val, s.n_test) < 1:
+            errs.append("data.synthetic.n_train/n_val/n_test: must each be >= 1")
+        if s.supersample < 1:
+            errs.append(f"data.synthetic.supersample: must be >= 1, got {s.supersample}")
+        if not 1.0 <= s.fov_degrees <= 170.0:
+            errs.append(f"data.synthetic.fov_degrees: must be in [1, 170], got {s.fov_degrees}")
+        return errs

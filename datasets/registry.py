@@ -1,0 +1,43 @@
+"""Format detection and dispatch: a folder (or None for the built-in scene) -> a `Scene` split.
+
+Loaders register a `detect(root) -> bool` and a `load(root, split, opts) -> Scene`; detection
+tries them in order, and a folder that matches none gets an error naming what was looked for.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from datasets.blender import is_blender, load_blender
+from datasets.errors import DatasetError
+from datasets.options import DataOptions
+from datasets.scene import Scene
+from datasets.synthetic import load_synthetic
+
+# name -> (detect, load, what detection looks for)
+FORMATS: dict[str, tuple[Callable[[Path], bool], Callable[[Path, str, DataOptions], Scene], str]] = {
+    "blender": (is_blender, load_blender, "transforms_train.json"),
+}
+
+
+def detect_format(root: Path) -> str:
+    for name, (detect, _, _) in FORMATS.items():
+        if detect(root):
+            return name
+    looked = ", ".join(f"{what} ({name})" for name, (_, _, what) in FORMATS.items())
+    raise DatasetError(f"{root}: no known dataset format found; looked for {looked}")
+
+
+def load_scene(opts: DataOptions, split: str) -> Scene:
+    """Load split 'train', 'val' or 'test' of the scene that `opts` names."""
+    if opts.path is None or opts.format == "builtin":
+        return load_synthetic(split, opts)
+    root = Path(opts.path).expanduser()
+    if not root.exists():
+        raise DatasetError(f"{root}: dataset folder not found")
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a folder (pass the scene folder, not a file in it)")
+    fmt = detect_format(root) if opts.format == "auto" else opts.format
+    if fmt not in FORMATS:
+        raise DatasetError(f"data.format: unknown format {fmt!r}; known: auto, builtin, {', '.join(FORMATS)}")
+    return FORMATS[fmt][1](root, split, opts)

@@ -1,0 +1,1 @@
+"""What is learned and how: encodings, fields, models, the trainer and the command-line tools."""

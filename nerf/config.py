@@ -1,0 +1,307 @@
+"""Run configuration: YAML files validated into typed dataclasses, plus `key.sub=value` overrides.
+
+Precedence: dataclass defaults < `--config FILE` < command-line overrides. Unknown keys are
+errors that name the closest valid key; values are checked for type and range.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from datasets.options import DataOptions
+from nerf.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class ModelConfig:
+    """method: nerf (the paper model). Paper-model fields: positional-encoding frequencies,
+    MLP depth/width (skip connection after layer `skip_layer`), coarse/fine sample counts."""
+
+    method: str = "nerf"
+    pos_freqs: int = 10
+    dir_freqs: int = 4
+    depth: int = 8
+    width: int = 256
+    skip_layer: int = 4
+    view_width: int = 128
+    use_viewdirs: bool = True
+    n_coarse: int = 64
+    n_fine: int = 128
+    density_activation: str = "relu"
+    density_noise: float = 0.0
+    lindisp: bool = False
+
+    def validate(self) -> list[str]:
+        errs = []
+        for k in ("pos_freqs", "dir_freqs"):
+            if getattr(self, k) < 0:
+                errs.append(f"model.{k}: must be >= 0, got {getattr(self, k)}")
+        for k in ("depth", "width", "view_width", "n_coarse"):
+            if getattr(self, k) < 1:
+                errs.append(f"model.{k}: must be >= 1, got {getattr(self, k)}")
+        if self.n_fine < 0:
+            errs.append(f"model.n_fine: must be >= 0, got {self.n_fine}")
+        if self.density_activation not in ("relu", "softplus"):
+            errs.append(f"model.density_activation: must be relu or softplus, got {self.density_activation!r}")
+        if self.density_noise < 0:
+            errs.append(f"model.density_noise: must be >= 0, got {self.density_noise}")
+        return errs
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and logging. lr decays exponentially: lr * lr_decay_factor ** (step / lr_decay_steps).
+    max_minutes: stop after this much training time (summed over resumes; 0 = no limit)."""
+
+    max_steps: int = 200_000
+    max_minutes: float = 0.0
+    batch_rays: int = 1024
+    lr: float = 5e-4
+    lr_decay_steps: int = 250_000
+    lr_decay_factor: float = 0.1
+    precrop_steps: int = 0
+    precrop_fraction: float = 0.5
+    precision: str = "fp32"
+    log_every: int = 25
+    eval_every: int = 500
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    seed: int = 0
+    threads: int = 0
+
+    def validate(self) -> list[str]:
+        errs = []
+        for k in ("max_steps", "batch_rays", "lr_decay_steps", "log_every", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, k) < 1:
+                errs.append(f"train.{k}: must be >= 1, got {getattr(self, k)}")
+        for k in ("max_minutes", "precrop_steps", "eval_every", "threads"):
+            if getattr(self, k) < 0:
+                errs.append(f"train.{k}: must be >= 0, got {getattr(self, k)}")
+        if not self.lr > 0:
+            errs.append(f"train.lr: must be > 0, got {self.lr}")
+        if not 0 < self.lr_decay_factor <= 1:
+            errs.append(f"train.lr_decay_factor: must be in (0, 1], got {self.lr_decay_factor}")
+        if not 0 < self.precrop_fraction <= 1:
+            errs.append(f"train.precrop_fraction: must be in (0, 1], got {self.precrop_fraction}")
+        if self.precision not in ("fp32", "bf16"):
+            errs.append(f"train.precision: must be fp32 or bf16, got {self.precision!r}")
+        return errs
+
+
+@dataclass
+class RenderConfig:
+    """chunk: rays evaluated at once when rendering whole images (bounds memory at any size)."""
+
+    chunk: int = 4096
+
+    def validate(self) -> list[str]:
+        return [] if self.chunk >= 1 else [f"render.chunk: must be >= 1, got {self.chunk}"]
+
+
+@dataclass
+class EvalConfig:
+    """The split and number of evenly spaced views scored at the end of training (0 = all)."""
+
+    split: str = "test"
+    max_views: int = 0
+
+    def validate(self) -> list[str]:
+        errs = []
+        if self.split not in ("train", "val", "test"):
+            errs.append(f"eval.split: must be train, val or test, got {self.split!r}")
+        if self.max_views < 0:
+            errs.append(f"eval.max_views: must be >= 0, got {self.max_views}")
+        return errs
+
+
+@dataclass
+class VideoConfig:
+    """path: auto (Blender 360 path for Blender scenes, else an orbit fitted to the training
+    cameras), orbit or spherical; downscale: divides the training image size."""
+
+    frames: int = 120
+    fps: float = 30.0
+    downscale: int = 1
+    path: str = "auto"
+
+    def validate(self) -> list[str]:
+        errs = []
+        if self.frames < 1:
+            errs.append(f"video.frames: must be >= 1, got {self.frames}")
+        if not self.fps > 0:
+            errs.append(f"video.fps: must be > 0, got {self.fps}")
+        if self.downscale < 1:
+            errs.append(f"video.downscale: must be >= 1, got {self.downscale}")
+        if self.path not in ("auto", "orbit", "spherical"):
+            errs.append(f"video.path: must be auto, orbit or spherical, got {self.path!r}")
+        return errs
+
+
+@dataclass
+class Config:
+    data: DataOptions = field(default_factory=DataOptions)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
+
+    def validate(self) -> None:
+        for sec in dataclasses.fields(self):
+            errs = getattr(self, sec.name).validate()
+            if errs:
+                raise ConfigError(errs[0])
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def all_keys(cls=Config, prefix: str = "") -> dict[str, type]:
+    """Every dotted leaf key of a config dataclass with its annotated type."""
+    out = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        t = hints[f.name]
+        if dataclasses.is_dataclass(t):
+            out.update(all_keys(t, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = t
+    return out
+
+
+def _unknown(key: str, source: str) -> ConfigError:
+    close = difflib.get_close_matches(key, list(all_keys()), n=1, cutoff=0.5)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"{source}: unknown config key '{key}'{hint}")
+
+
+def _coerce(key: str, value, typ, source: str):
+    """Check `value` against the annotated type `typ`; ints are accepted for floats."""
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and type(None) in args:
+        if value is None or (isinstance(value, str) and value.lower() in ("null", "none")):
+            return None
+        typ = next(a for a in args if a is not type(None))
+    if typ is float and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    ok = (
+        (typ is bool and isinstance(value, bool))
+        or (typ is int and isinstance(value, int) and not isinstance(value, bool))
+        or (typ is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or (typ is str and isinstance(value, str))
+    )
+    if typ is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if not ok:
+        raise ConfigError(f"{source}: '{key}' must be {typ.__name__}, got {value!r}")
+    return float(value) if typ is float else value
+
+
+def _set(cfg: Config, key: str, value, source: str) -> None:
+    keys = all_keys()
+    if key not in keys:
+        raise _unknown(key, source)
+    *path, leaf = key.split(".")
+    obj = cfg
+    for p in path:
+        obj = getattr(obj, p)
+    setattr(obj, leaf, _coerce(key, value, keys[key], source))
+
+
+def _flatten(d: dict, source: str, prefix: str = "") -> dict:
+    flat = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            if key not in {kk.rsplit(".", 1)[0] for kk in all_keys()} and not any(
+                    kk.startswith(key + ".") for kk in all_keys()):
+                raise _unknown(key, source)
+            flat.update(_flatten(v, source, key + "."))
+        else:
+            flat[key] = v
+    return flat
+
+
+def read_yaml(path: Path) -> dict:
+    """A YAML mapping from `path`, or a one-line error naming the file and the problem."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: malformed YAML{where} ({getattr(exc, 'problem', exc)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
+    return data
+
+
+def resolve_config_path(name: str) -> Path:
+    """A config file path, or the name of a file in configs/ (with or without .yaml)."""
+    p = Path(name)
+    if p.is_file():
+        return p
+    for cand in (CONFIG_DIR / name, CONFIG_DIR / f"{name}.yaml"):
+        if cand.is_file():
+            return cand
+    return p
+
+
+def apply_mapping(cfg: Config, data: dict, source: str) -> Config:
+    for k, v in _flatten(data, source).items():
+        _set(cfg, k, v, source)
+    return cfg
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise ConfigError(f"override '{text}': expected KEY=VALUE, e.g. train.max_steps=1000")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    keys = all_keys()
+    if key not in keys:
+        raise _unknown(key, f"override '{text}'")
+    typ = keys[key]
+    if typ is str:
+        return key, raw
+    for conv in ((int,) if typ is int else (float,) if typ is float else ()):
+        try:
+            return key, conv(raw)
+        except ValueError:
+            pass
+    try:
+        return key, yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        return key, raw
+
+
+def load_config(config_file: str | None = None, overrides: list[str] = (), base: dict | None = None) -> Config:
+    """Build and validate a Config from an optional base mapping, a YAML file and overrides."""
+    cfg = Config()
+    if base is not None:
+        apply_mapping(cfg, base, "base config")
+    if config_file:
+        path = resolve_config_path(config_file)
+        apply_mapping(cfg, read_yaml(path), str(path))
+    for text in overrides:
+        key, value = parse_override(text)
+        _set(cfg, key, value, f"override '{text}'")
+    cfg.validate()
+    return cfg
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

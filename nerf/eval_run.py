@@ -1,0 +1,41 @@
+"""Scoring a run on a split: renders as PNG, metrics.json, and the test figures in TensorBoard."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import imageio.v3 as iio
+from tqdm import tqdm
+
+from datasets import load_scene
+from nerf.checkpoint import atomic_write_bytes
+from nerf.config import Config
+from nerf.evaluate import score_views
+from nerf.models import SceneInfo
+from render.video import depth_to_rgb, to_uint8
+
+
+def evaluate_run(run_dir: Path, cfg: Config, model, step: int, info: SceneInfo, split: str, max_views: int,
+                 show_progress: bool = True, log=print) -> dict:
+    """Render `max_views` evenly spaced views of `split` (0 = all), score them and write
+    RUN_DIR/metrics.json and RUN_DIR/renders/<split>/{name}.png, {name}_depth.png."""
+    scene = load_scene(dataclasses.replace(cfg.data, max_images=max_views), split)
+    out_dir = run_dir / "renders" / split
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def save(i, name, render, figures):
+        iio.imwrite(out_dir / f"{name}.png", to_uint8(render["rgb"]))
+        iio.imwrite(out_dir / f"{name}_depth.png",
+                    to_uint8(depth_to_rgb(render["depth"], info.near, info.far, render["opacity"])))
+
+    with tqdm(total=len(scene), desc=f"eval {split}", unit="view", disable=not show_progress) as bar:
+        result = score_views(model, scene, info, cfg.render.chunk, on_view=save, progress=bar)
+    metrics = {"psnr": result.pop("psnr"), "ssim": result.pop("ssim")}
+    if "depth_mae" in result:
+        metrics["depth_mae"] = result.pop("depth_mae")
+    metrics.update({"split": split, "step": step, "method": cfg.model.method, "scene": scene.name, **result})
+    atomic_write_bytes(run_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
+    log(f"{split}: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} over {metrics['n_views']} views "
+        f"at {scene.width}x{scene.height} (step {step}); wrote {run_dir / 'metrics.json'}")
+    return metrics

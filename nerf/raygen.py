@@ -1,0 +1,30 @@
+"""Rays for a scene as its model sees them: pixel rays, warped to NDC for forward-facing scenes.
+
+The one place where training, evaluation and video turn cameras into rays.
+"""
+from __future__ import annotations
+
+import torch
+
+from nerf.models.base import SceneInfo
+from render.rays import RayBundle, pixel_grid, rays_from_pixels
+
+
+def _maybe_ndc(rays: RayBundle, cameras, cam_idx: torch.Tensor, info: SceneInfo) -> RayBundle:
+    if not info.ndc:
+        return rays
+    from render.ndc import ndc_rays
+
+    return ndc_rays(rays, cameras.fx[cam_idx], cameras.fy[cam_idx], cameras.width, cameras.height, near_plane=1.0)
+
+
+def pixel_rays(cameras, cam_idx: torch.Tensor, x: torch.Tensor, y: torch.Tensor, info: SceneInfo) -> RayBundle:
+    """Rays through pixel coordinates (x, y) (centres at +0.5) of cameras `cam_idx`, all (n,)."""
+    rays = rays_from_pixels(cameras, cam_idx, x, y, info.near, info.far)
+    return _maybe_ndc(rays, cameras, cam_idx, info)
+
+
+def view_rays(cameras, index: int, info: SceneInfo, scale: float = 1.0) -> RayBundle:
+    """All rays of one view, row-major, for an image resized by `scale`."""
+    x, y = pixel_grid(cameras.height, cameras.width, scale, cameras.c2w.device)
+    return pixel_rays(cameras, torch.full_like(x, index, dtype=torch.long), x, y, info)

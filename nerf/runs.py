@@ -1,0 +1,73 @@
+"""The run folder: resolved config, scene facts for rendering without the dataset, and the model.
+
+Layout: config.yaml, scene.json, checkpoints/step_NNNNNNN.pt, events.out.tfevents.*,
+metrics.json, renders/, videos/.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+
+from nerf.checkpoint import load_latest_checkpoint
+from nerf.config import Config, load_config, read_yaml
+from nerf.errors import UserError
+from nerf.models import SceneInfo, build_model
+
+
+def pick_device() -> torch.device:
+    """CUDA when present, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def save_scene_json(run_dir: Path, info: SceneInfo, scene) -> None:
+    """What render-video needs: scene facts, training poses and the first camera's intrinsics."""
+    cams = scene.cameras
+    data = {
+        "info": dataclasses.asdict(info),
+        "name": scene.name,
+        "format": scene.metadata.get("format", "unknown"),
+        "train_c2w": cams.c2w.tolist(),
+        "intrinsics": {"fx": float(cams.fx[0]), "fy": float(cams.fy[0]), "cx": float(cams.cx[0]),
+                       "cy": float(cams.cy[0]), "width": cams.width, "height": cams.height},
+    }
+    (run_dir / "scene.json").write_text(json.dumps(data))
+
+
+def read_scene_json(run_dir: Path) -> dict:
+    path = run_dir / "scene.json"
+    if not path.is_file():
+        raise UserError(f"{path}: not found; is {run_dir} a run folder written by train-scene?")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: malformed JSON ({exc.msg})") from None
+
+
+def load_run_config(run_dir: Path, overrides: list[str] = ()) -> Config:
+    path = run_dir / "config.yaml"
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: run folder not found")
+    if not path.is_file():
+        raise UserError(f"{path}: not found; is {run_dir} a run folder written by train-scene?")
+    return load_config(None, overrides, base=read_yaml(path))
+
+
+def load_trained_model(run_dir: Path, cfg: Config, device: torch.device):
+    """The run's model with its newest valid checkpoint loaded, in eval mode, and that step."""
+    scene = read_scene_json(run_dir)
+    info = SceneInfo(**scene["info"])
+    model = build_model(cfg, info).to(device)
+    found = load_latest_checkpoint(run_dir, map_location=device)
+    if found is None:
+        raise UserError(f"{run_dir / 'checkpoints'}: no readable checkpoint; train first (train-scene)")
+    state, path = found
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UserError(f"{path}: checkpoint does not match the run's config ({first})") from None
+    model.eval()
+    return model, int(state["step"]), scene

@@ -1,0 +1,240 @@
+"""The training loop: random ray batches from all training images, logging, checkpoints, resume.
+
+Everything random (batch pixels, sample jitter, importance samples) draws from one generator
+whose state is checkpointed with the model and optimiser, so a resumed CPU run reproduces an
+uninterrupted one exactly. SIGINT/SIGTERM finish the current step, save and stop.
+"""
+from __future__ import annotations
+
+import dataclasses
+import signal
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from datasets import load_scene
+from nerf.checkpoint import load_latest_checkpoint, save_checkpoint
+from nerf.config import Config, save_config
+from nerf.errors import UserError
+from nerf.evaluate import psnr, render_view, ssim
+from nerf.models import SceneInfo, build_model
+from nerf.raygen import pixel_rays
+from nerf.runs import save_scene_json
+from render.video import depth_to_rgb
+
+
+class StopRequested:
+    """Turns SIGINT/SIGTERM into a flag the loop checks between steps."""
+
+    def __init__(self):
+        self.signum = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    step: int
+    train_seconds: float
+    interrupted_by: int | None  # the signal number if a signal stopped training
+    final_psnr: float | None
+
+
+def learning_rate(cfg: Config, step: int) -> float:
+    t = cfg.train
+    return t.lr * t.lr_decay_factor ** (step / t.lr_decay_steps)
+
+
+def sample_batch(images: torch.Tensor, n_rays: int, generator: torch.Generator, crop: float = 1.0):
+    """Random pixels from all images (n, H, W, 3): camera index, x, y (pixel centres) and colours.
+
+    `crop` < 1 restricts rows and columns to the central fraction (the Blender warm-up).
+    """
+    n, h, w = images.shape[:3]
+    dev = images.device
+    dh, dw = (int(h * crop / 2), int(w * crop / 2)) if crop < 1 else (h // 2, w // 2)
+    y0, y1 = (h // 2 - dh, h // 2 + dh) if crop < 1 else (0, h)
+    x0, x1 = (w // 2 - dw, w // 2 + dw) if crop < 1 else (0, w)
+    cam = torch.randint(0, n, (n_rays,), generator=generator, device=dev)
+    y = torch.randint(y0, y1, (n_rays,), generator=generator, device=dev)
+    x = torch.randint(x0, x1, (n_rays,), generator=generator, device=dev)
+    return cam, x.float() + 0.5, y.float() + 0.5, images[cam, y, x]
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix two runs in one folder unless asked to resume or overwrite."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{run_dir}: exists and is not a folder")
+    holds_run = (run_dir / "config.yaml").exists() or (run_dir / "checkpoints").exists()
+    if holds_run and not (resume or overwrite):
+        raise UserError(f"{run_dir}: already holds a run; pass --resume to continue it or --overwrite to replace it")
+    if holds_run and overwrite and not resume:
+        import shutil
+
+        for name in ("checkpoints", "renders", "videos"):
+            shutil.rmtree(run_dir / name, ignore_errors=True)
+        for p in list(run_dir.glob("events.out.tfevents.*")) + [run_dir / "metrics.json", run_dir / "config.yaml",
+                                                                  run_dir / "scene.json"]:
+            p.unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+class Trainer:
+    def __init__(self, cfg: Config, run_dir: Path, device: torch.device, resume: bool = False,
+                 log=print, show_progress: bool = True):
+        self.cfg, self.run_dir, self.device, self.log = cfg, Path(run_dir), device, log
+        self.show_progress = show_progress
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        self.scene = load_scene(cfg.data, "train")
+        self.val_scene = load_scene(dataclasses.replace(cfg.data, max_images=1), "val")
+        self.info = SceneInfo.from_scene(self.scene, has_alpha=self.scene.alpha is not None)
+        torch.manual_seed(cfg.train.seed)
+        self.model = build_model(cfg, self.info).to(device)
+        self.model.train()
+        self.optimizer = torch.optim.Adam(self.model.param_groups(cfg.train.lr), betas=(0.9, 0.999))
+        self.generator = torch.Generator(device=device).manual_seed(cfg.train.seed)
+        self.step, self.train_seconds = 0, 0.0
+        if resume:
+            self._restore()
+        save_config(cfg, self.run_dir / "config.yaml")
+        save_scene_json(self.run_dir, self.info, self.scene)
+        self.images = self.scene.images.to(device)
+        self.cameras = self.scene.cameras.to(device)
+
+    def _restore(self) -> None:
+        found = load_latest_checkpoint(self.run_dir, map_location=self.device)
+        if found is None:
+            self.log(f"{self.run_dir}: no checkpoint to resume from; starting at step 0")
+            return
+        state, path = found
+        saved_model_cfg = state.get("config", {}).get("model")
+        if saved_model_cfg is not None and saved_model_cfg != dataclasses.asdict(self.cfg.model):
+            diff = [k for k in saved_model_cfg if saved_model_cfg[k] != dataclasses.asdict(self.cfg.model).get(k)]
+            raise UserError(f"{path}: checkpoint was trained with a different model config (model.{diff[0]}); "
+                            "resume with the run's own config or train into a new --out folder")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise UserError(f"{path}: checkpoint does not fit this model ({str(exc).splitlines()[0]})") from None
+        self.generator.set_state(state["generator"].to(self.generator.device) if self.device.type != "cpu"
+                                 else state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step, self.train_seconds = int(state["step"]), float(state.get("train_seconds", 0.0))
+        self.log(f"resuming {self.run_dir} from {path.name} (step {self.step})")
+
+    def save(self) -> Path:
+        state = {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
+            "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "train_seconds": self.train_seconds, "config": self.cfg.to_dict(),
+        }
+        return save_checkpoint(self.run_dir, self.step, state, self.cfg.train.keep_checkpoints)
+
+    def _set_lr(self) -> float:
+        lr = learning_rate(self.cfg, self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+        return lr
+
+    def train_step(self) -> dict[str, float]:
+        """One optimisation step on a random batch; returns the figures to log."""
+        t = self.cfg.train
+        lr = self._set_lr()
+        self.model.before_step(self.step)
+        crop = t.precrop_fraction if self.step < t.precrop_steps else 1.0
+        cam, x, y, target = sample_batch(self.images, t.batch_rays, self.generator, crop)
+        rays = pixel_rays(self.cameras, cam, x, y, self.info)
+        out = self.model(rays, jitter=True, generator=self.generator)
+        loss, logs = self.model.loss(out, target)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return {"loss": loss.item(), "lr": lr, "samples_per_ray": out["samples_per_ray"], **logs}
+
+    def log_eval_view(self, writer: SummaryWriter) -> dict[str, float]:
+        """Render the first val view and log its figures and images."""
+        cams = self.val_scene.cameras.to(self.device)
+        out = render_view(self.model, cams, 0, self.info, self.cfg.render.chunk)
+        gt = self.val_scene.images[0]
+        figs = {"psnr": psnr(out["rgb"], gt), "ssim": ssim(out["rgb"], gt)}
+        writer.add_scalar("eval/psnr", figs["psnr"], self.step)
+        writer.add_scalar("eval/ssim", figs["ssim"], self.step)
+        writer.add_image("eval/rgb", out["rgb"].clamp(0, 1), self.step, dataformats="HWC")
+        writer.add_image("eval/gt", gt, self.step, dataformats="HWC")
+        writer.add_image("eval/depth", depth_to_rgb(out["depth"], self.info.near, self.info.far, out["opacity"]),
+                         self.step, dataformats="HWC")
+        writer.add_image("eval/opacity", out["opacity"].clamp(0, 1), self.step, dataformats="HW")
+        return figs
+
+    def budget_left(self) -> bool:
+        t = self.cfg.train
+        return self.step < t.max_steps and (t.max_minutes <= 0 or self.train_seconds < t.max_minutes * 60)
+
+    def train(self) -> TrainResult:
+        t = self.cfg.train
+        writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=self.step if self.step else None)
+        bar = tqdm(total=t.max_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
+                   disable=not self.show_progress, mininterval=1.0)
+        last_eval, saved_step = None, None
+        window_time, window_steps, window_samples = 0.0, 0, 0.0
+        try:
+            with StopRequested() as stop:
+                while self.budget_left() and stop.signum is None:
+                    t0 = time.perf_counter()
+                    figs = self.train_step()
+                    dt = time.perf_counter() - t0
+                    self.train_seconds += dt
+                    window_time += dt
+                    window_steps += 1
+                    window_samples += figs["samples_per_ray"] * t.batch_rays
+                    bar.update(1)
+                    if self.step % t.log_every == 0 or self.step == 1:
+                        writer.add_scalar("train/loss", figs["loss"], self.step)
+                        writer.add_scalar("train/psnr", figs["psnr"], self.step)
+                        if "psnr_coarse" in figs:
+                            writer.add_scalar("train/psnr_coarse", figs["psnr_coarse"], self.step)
+                        writer.add_scalar("train/lr", figs["lr"], self.step)
+                        writer.add_scalar("perf/rays_per_s", window_steps * t.batch_rays / window_time, self.step)
+                        writer.add_scalar("perf/samples_per_s", window_samples / window_time, self.step)
+                        writer.add_scalar("perf/samples_per_ray", figs["samples_per_ray"], self.step)
+                        window_time, window_steps, window_samples = 0.0, 0, 0.0
+                        bar.set_postfix(psnr=f"{figs['psnr']:.2f}", **({"eval": f"{last_eval:.2f}"} if last_eval else {}))
+                    if t.eval_every and self.step % t.eval_every == 0:
+                        t0 = time.perf_counter()
+                        last_eval = self.log_eval_view(writer)["psnr"]
+                        self.train_seconds += time.perf_counter() - t0
+                    if self.step % t.checkpoint_every == 0:
+                        self.save()
+                        saved_step = self.step
+                interrupted = stop.signum
+        finally:
+            bar.close()
+        if saved_step != self.step:
+            self.save()
+        if t.eval_every and self.step % t.eval_every != 0 and interrupted is None:
+            last_eval = self.log_eval_view(writer)["psnr"]
+        writer.flush()
+        writer.close()
+        return TrainResult(self.step, self.train_seconds, interrupted, last_eval)

@@ -1,0 +1,43 @@
+"""Rendering a run's novel-view path to mp4: RGB and colour-mapped depth, one frame at a time."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from datasets.scene import Cameras
+from nerf.evaluate import render_view
+from nerf.models import SceneInfo
+from render.paths import blender_spherical_path, orbit_from_poses
+from render.video import VideoWriter, depth_to_rgb
+
+
+def path_cameras(scene_json: dict, path: str, frames: int, downscale: int) -> Cameras:
+    """The video cameras: the chosen path with the first training camera's intrinsics / downscale."""
+    if path == "auto":
+        path = "spherical" if scene_json.get("format") == "blender" else "orbit"
+    if path == "spherical":
+        c2w = blender_spherical_path(frames)
+    else:
+        c2w = orbit_from_poses(torch.tensor(scene_json["train_c2w"]), frames)
+    k = scene_json["intrinsics"]
+    full = lambda v: torch.full((frames,), float(v) / downscale)  # noqa: E731
+    return Cameras(c2w=c2w, fx=full(k["fx"]), fy=full(k["fy"]), cx=full(k["cx"]), cy=full(k["cy"]),
+                   width=int(k["width"]) // downscale, height=int(k["height"]) // downscale)
+
+
+def render_video(run_dir: Path, model, scene_json: dict, frames: int, fps: float, downscale: int, path: str,
+                 chunk: int, show_progress: bool = True) -> tuple[Path, Path]:
+    """Write RUN_DIR/videos/rgb.mp4 and depth.mp4; returns their paths."""
+    info = SceneInfo(**scene_json["info"])
+    device = next(model.parameters()).device
+    cams = path_cameras(scene_json, path, frames, downscale).to(device)
+    out = run_dir / "videos"
+    rgb_path, depth_path = out / "rgb.mp4", out / "depth.mp4"
+    with VideoWriter(rgb_path, fps) as rgb_w, VideoWriter(depth_path, fps) as depth_w:
+        for i in tqdm(range(frames), desc="render-video", unit="frame", disable=not show_progress):
+            r = render_view(model, cams, i, info, chunk)
+            rgb_w.write(r["rgb"])
+            depth_w.write(depth_to_rgb(r["depth"], info.near, info.far, r["opacity"]))
+    return rgb_path, depth_path
