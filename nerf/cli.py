@@ -98,7 +98,7 @@ def _train(argv: list[str]) -> int:
 
     from nerf.config import load_config, read_yaml
     from nerf.eval_run import evaluate_run
-    from nerf.trainer import Trainer, prepare_run_dir
+    from nerf.trainer import Trainer
 
     if a.resume and not a.out:
         raise UserError("--resume: needs --out RUN_DIR naming the run to continue")
@@ -119,11 +119,11 @@ def _train(argv: list[str]) -> int:
     else:
         scene = Path(cfg.data.path).name if cfg.data.path else "builtin"
         run_dir = Path("runs") / f"{scene}-{cfg.model.method}-{time.strftime('%Y%m%d-%H%M%S')}"
-    prepare_run_dir(run_dir, a.resume, a.overwrite)
     device = _device(a.device)
     log = (lambda *x: None) if a.quiet else print
     print(f"train-scene: {cfg.model.method} on {cfg.data.path or 'the built-in scene'} -> {run_dir} ({device})")
-    trainer = Trainer(cfg, run_dir, device, resume=a.resume, log=print, show_progress=not a.quiet)
+    trainer = Trainer(cfg, run_dir, device, resume=a.resume, overwrite=a.overwrite, log=print,
+                      show_progress=not a.quiet)
     result = trainer.train()
     if result.interrupted_by is not None:
         print(f"train-scene: stopped by signal {result.interrupted_by} at step {result.step}; checkpoint saved. "
@@ -209,3 +209,6 @@ def eval_scene_main(argv: list[str] | None = None) -> int:
 
 def render_video_main(argv: list[str] | None = None) -> int:
     return run_command("render-video", _video, argv)
+
+
+COMMANDS = {"train-scene": train_scene_main, "eval-scene": eval_scene_main, "render-video": render_video_main}

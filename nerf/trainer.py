@@ -100,7 +100,7 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
 
 class Trainer:
     def __init__(self, cfg: Config, run_dir: Path, device: torch.device, resume: bool = False,
-                 log=print, show_progress: bool = True):
+                 overwrite: bool = False, log=print, show_progress: bool = True):
         self.cfg, self.run_dir, self.device, self.log = cfg, Path(run_dir), device, log
         self.show_progress = show_progress
         if cfg.train.threads:
@@ -108,6 +108,7 @@ class Trainer:
         self.scene = load_scene(cfg.data, "train")
         self.val_scene = load_scene(dataclasses.replace(cfg.data, max_images=1), "val")
         self.info = SceneInfo.from_scene(self.scene, has_alpha=self.scene.alpha is not None)
+        prepare_run_dir(self.run_dir, resume, overwrite)  # only once the data loaded: no empty run folders
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg, self.info).to(device)
         self.model.train()
