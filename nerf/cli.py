@@ -121,9 +121,10 @@ def _train(argv: list[str]) -> int:
         run_dir = Path("runs") / f"{scene}-{cfg.model.method}-{time.strftime('%Y%m%d-%H%M%S')}"
     device = _device(a.device)
     log = (lambda *x: None) if a.quiet else print
-    print(f"train-scene: {cfg.model.method} on {cfg.data.path or 'the built-in scene'} -> {run_dir} ({device})")
+
     trainer = Trainer(cfg, run_dir, device, resume=a.resume, overwrite=a.overwrite, log=print,
                       show_progress=not a.quiet)
+    print(f"train-scene: {cfg.model.method} on {cfg.data.path or 'the built-in scene'} -> {run_dir} ({device})")
     result = trainer.train()
     if result.interrupted_by is not None:
         print(f"train-scene: stopped by signal {result.interrupted_by} at step {result.step}; checkpoint saved. "
