@@ -1,0 +1,52 @@
+"""Config files and overrides: validation, closest-key hints, precedence, round trip."""
+from pathlib import Path
+
+import pytest
+
+from nerf.config import CONFIG_DIR, ConfigError, load_config, read_yaml, save_config
+
+
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    cfg = load_config(str(path))
+    cfg.validate()
+
+
+def test_blender_configs_differ_only_in_resolution():
+    full, half, quarter = (load_config(n) for n in ("blender", "blender_half", "blender_quarter"))
+    assert (full.data.downscale, half.data.downscale, quarter.data.downscale) == (1, 2, 4)
+    assert full.model == half.model == quarter.model
+    assert full.model.n_coarse == 64 and full.model.n_fine == 128 and full.model.width == 256
+    assert full.train.precrop_steps == 500
+
+
+def test_precedence_file_then_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  max_steps: 50\n  lr: 1e-3\nmodel:\n  width: 64\n")
+    cfg = load_config(str(f), ["train.max_steps=7"])
+    assert cfg.train.max_steps == 7 and cfg.train.lr == 0.001 and cfg.model.width == 64
+
+
+def test_round_trip(tmp_path):
+    cfg = load_config("builtin", ["train.seed=5", "data.downscale=2"])
+    save_config(cfg, tmp_path / "config.yaml")
+    again = load_config(None, base=read_yaml(tmp_path / "config.yaml"))
+    assert again == cfg
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("train:\n  max_step: 5\n", "unknown config key 'train.max_step' (did you mean 'train.max_steps'?)"),
+    ("trian:\n  max_steps: 5\n", "unknown config key 'trian'"),
+    ("model:\n  width: wide\n", "'model.width' must be int"),
+    ("train: [1, 2\n", "malformed YAML at line"),
+    ("- 1\n- 2\n", "expected a mapping"),
+    ("train:\n  precision: fp8\n", "train.precision: must be fp32 or bf16"),
+])
+def test_bad_config_files_are_named(tmp_path, text, needle):
+    f = tmp_path / "bad.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(str(f))
+    assert needle in str(err.value)
+    if "did you mean" in needle or "malformed" in needle or "expected" in needle:
+        assert str(f) in str(err.value)
