@@ -18,12 +18,17 @@ def read_image(path: Path) -> np.ndarray:
     """An image file as float32 (H, W, C) in [0, 1], C = 3 or 4; a one-line error if unreadable."""
     import imageio.v3 as iio
 
-    if not path.is_file():
+    try:
+        exists = path.is_file()
+    except (OSError, ValueError):  # e.g. a NUL byte or an over-long name in a listed path
+        exists = False
+    if not exists:
         raise DatasetError(f"{path}: image file not found")
     try:
         img = iio.imread(path)
     except Exception as exc:  # imageio raises many types for corrupt files
-        raise DatasetError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatasetError(f"{path}: cannot read image ({first})") from None
     if img.ndim == 2:
         img = img[..., None].repeat(3, axis=-1)
     if img.ndim != 3 or img.shape[-1] not in (1, 3, 4):

@@ -58,7 +58,10 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     """Optimisation and logging. lr decays exponentially: lr * lr_decay_factor ** (step / lr_decay_steps).
-    max_minutes: stop after this much training time (summed over resumes; 0 = no limit)."""
+    max_minutes: stop after this much training time (summed over resumes; 0 = no limit).
+    max_bad_steps: non-finite steps in a row before rolling back to the last checkpoint at half
+    the learning rate; collapse_check_after: the step from which an all-empty or all-solid field
+    is reported."""
 
     max_steps: int = 200_000
     max_minutes: float = 0.0
@@ -75,13 +78,16 @@ class TrainConfig:
     keep_checkpoints: int = 3
     seed: int = 0
     threads: int = 0
+    max_bad_steps: int = 20
+    collapse_check_after: int = 500
 
     def validate(self) -> list[str]:
         errs = []
-        for k in ("max_steps", "batch_rays", "lr_decay_steps", "log_every", "checkpoint_every", "keep_checkpoints"):
+        for k in ("max_steps", "batch_rays", "lr_decay_steps", "log_every", "checkpoint_every", "keep_checkpoints",
+                  "max_bad_steps"):
             if getattr(self, k) < 1:
                 errs.append(f"train.{k}: must be >= 1, got {getattr(self, k)}")
-        for k in ("max_minutes", "precrop_steps", "eval_every", "threads"):
+        for k in ("max_minutes", "precrop_steps", "eval_every", "threads", "collapse_check_after"):
             if getattr(self, k) < 0:
                 errs.append(f"train.{k}: must be >= 0, got {getattr(self, k)}")
         if not self.lr > 0:

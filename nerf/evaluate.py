@@ -8,7 +8,7 @@ import torch
 from kornia.metrics import ssim as kornia_ssim
 
 from nerf.models.base import SceneInfo
-from nerf.raygen import view_rays
+from nerf.raygen import view_pixel_rays
 from render.chunked import render_chunks
 
 
@@ -18,8 +18,8 @@ def render_view(model, cameras, index: int, info: SceneInfo, chunk: int, scale: 
     was_training = model.training
     model.eval()
     h, w = int(round(cameras.height * scale)), int(round(cameras.width * scale))
-    rays = view_rays(cameras, index, info, scale)
-    out = render_chunks(lambda r: model(r, jitter=False), rays, chunk)
+    out = render_chunks(lambda r: model(r, jitter=False), h * w,
+                        lambda a, b: view_pixel_rays(cameras, index, info, a, b, scale), chunk)
     model.train(was_training)
     return {"rgb": out["rgb"].reshape(h, w, 3), "depth": out["depth"].reshape(h, w),
             "opacity": out["opacity"].reshape(h, w)}

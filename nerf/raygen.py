@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from nerf.models.base import SceneInfo
-from render.rays import RayBundle, pixel_grid, rays_from_pixels
+from render.rays import RayBundle, rays_from_pixels
 
 
 def _maybe_ndc(rays: RayBundle, cameras, cam_idx: torch.Tensor, info: SceneInfo) -> RayBundle:
@@ -24,7 +24,10 @@ def pixel_rays(cameras, cam_idx: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
     return _maybe_ndc(rays, cameras, cam_idx, info)
 
 
-def view_rays(cameras, index: int, info: SceneInfo, scale: float = 1.0) -> RayBundle:
-    """All rays of one view, row-major, for an image resized by `scale`."""
-    x, y = pixel_grid(cameras.height, cameras.width, scale, cameras.c2w.device)
-    return pixel_rays(cameras, torch.full_like(x, index, dtype=torch.long), x, y, info)
+def view_pixel_rays(cameras, index: int, info: SceneInfo, start: int, stop: int, scale: float = 1.0) -> RayBundle:
+    """Rays of pixels [start, stop) (row-major) of one view resized by `scale`, made on demand."""
+    w = int(round(cameras.width * scale))
+    n = torch.arange(start, stop, device=cameras.c2w.device)
+    x = ((n % w).float() + 0.5) / scale
+    y = (torch.div(n, w, rounding_mode="floor").float() + 0.5) / scale
+    return pixel_rays(cameras, torch.full_like(n, index), x, y, info)

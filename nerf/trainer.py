@@ -115,6 +115,8 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.param_groups(cfg.train.lr), betas=(0.9, 0.999))
         self.generator = torch.Generator(device=device).manual_seed(cfg.train.seed)
         self.step, self.train_seconds = 0, 0.0
+        self.skipped_steps, self.fault_streak, self.rollbacks, self.lr_scale = 0, 0, 0, 1.0
+        self.collapse_reported = False
         if resume:
             self._restore()
         save_config(cfg, self.run_dir / "config.yaml")
@@ -142,6 +144,8 @@ class Trainer:
                                  else state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.step, self.train_seconds = int(state["step"]), float(state.get("train_seconds", 0.0))
+        self.skipped_steps = int(state.get("skipped_steps", 0))
+        self.lr_scale = float(state.get("lr_scale", 1.0))
         self.log(f"resuming {self.run_dir} from {path.name} (step {self.step})")
 
     def save(self) -> Path:
@@ -149,17 +153,23 @@ class Trainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
             "train_seconds": self.train_seconds, "config": self.cfg.to_dict(),
+            "skipped_steps": self.skipped_steps, "lr_scale": self.lr_scale,
         }
         return save_checkpoint(self.run_dir, self.step, state, self.cfg.train.keep_checkpoints)
 
     def _set_lr(self) -> float:
-        lr = learning_rate(self.cfg, self.step)
+        lr = learning_rate(self.cfg, self.step) * self.lr_scale
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         return lr
 
     def train_step(self) -> dict[str, float]:
-        """One optimisation step on a random batch; returns the figures to log."""
+        """One optimisation step on a random batch; returns the figures to log.
+
+        A non-finite loss or gradient skips the update (the batch is still consumed, so the
+        random stream stays in step) and is counted; `train.max_bad_steps` faults in a row roll
+        back to the newest checkpoint at half the learning rate.
+        """
         t = self.cfg.train
         lr = self._set_lr()
         self.model.before_step(self.step)
@@ -169,10 +179,57 @@ class Trainer:
         out = self.model(rays, jitter=True, generator=self.generator)
         loss, logs = self.model.loss(out, target)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        finite = bool(torch.isfinite(loss))
+        if finite:
+            loss.backward()
+            finite = all(bool(torch.isfinite(p.grad).all()) for p in self.model.parameters() if p.grad is not None)
         self.step += 1
-        return {"loss": loss.item(), "lr": lr, "samples_per_ray": out["samples_per_ray"], **logs}
+        if finite:
+            self.optimizer.step()
+            self.fault_streak = 0
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+            self.fault_streak += 1
+            if self.fault_streak >= t.max_bad_steps:
+                self._roll_back()
+        opacity = out["opacity"].detach()
+        return {"loss": loss.item(), "lr": lr, "samples_per_ray": out["samples_per_ray"], "finite": finite,
+                "opacity_mean": float(opacity.mean()), "opacity_std": float(opacity.std()), **logs}
+
+    def _roll_back(self) -> None:
+        """Repeated numerical faults: reload the newest checkpoint's weights, halve the learning rate."""
+        found = load_latest_checkpoint(self.run_dir, map_location=self.device)
+        self.lr_scale *= 0.5
+        where = "its initial weights"
+        if found is not None:
+            state, path = found
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            where = path.name
+        self.rollbacks += 1
+        self.fault_streak = 0
+        self.log(f"warning: {self.cfg.train.max_bad_steps} non-finite steps in a row at step {self.step}; "
+                 f"rolled back to {where} with the learning rate scaled by {self.lr_scale:g}")
+
+    def check_collapse(self, figs: dict[str, float]) -> str | None:
+        """Advice if the field has collapsed to all-empty or (for scenes with background) all-solid."""
+        t = self.cfg.train
+        if self.collapse_reported or self.step < t.collapse_check_after:
+            return None
+        if figs["opacity_std"] > 0.01:
+            return None
+        m = figs["opacity_mean"]
+        alpha_mean = float(self.scene.alpha.mean()) if self.scene.alpha is not None else None
+        if m < 0.02 and (alpha_mean is None or alpha_mean > 0.05):
+            kind = "empty space (every ray sees only the background)"
+        elif m > 0.98 and alpha_mean is not None and alpha_mean < 0.9:
+            kind = "solid fog (every ray is opaque, the background is never seen)"
+        else:
+            return None
+        self.collapse_reported = True
+        return (f"warning: the field collapsed to {kind} at step {self.step}; training will not recover on its own. "
+                f"Try a lower train.lr, another --seed, or model.density_activation=softplus")
 
     def log_eval_view(self, writer: SummaryWriter) -> dict[str, float]:
         """Render the first val view and log its figures and images."""
@@ -211,6 +268,10 @@ class Trainer:
                     window_steps += 1
                     window_samples += figs["samples_per_ray"] * t.batch_rays
                     bar.update(1)
+                    advice = self.check_collapse(figs)
+                    if advice:
+                        tqdm.write(advice)
+                        writer.add_text("train/warning", advice, self.step)
                     if self.step % t.log_every == 0 or self.step == 1:
                         writer.add_scalar("train/loss", figs["loss"], self.step)
                         writer.add_scalar("train/psnr", figs["psnr"], self.step)
@@ -220,13 +281,15 @@ class Trainer:
                         writer.add_scalar("perf/rays_per_s", window_steps * t.batch_rays / window_time, self.step)
                         writer.add_scalar("perf/samples_per_s", window_samples / window_time, self.step)
                         writer.add_scalar("perf/samples_per_ray", figs["samples_per_ray"], self.step)
+                        writer.add_scalar("train/skipped_steps", self.skipped_steps, self.step)
+                        writer.add_scalar("train/opacity", figs["opacity_mean"], self.step)
                         window_time, window_steps, window_samples = 0.0, 0, 0.0
                         bar.set_postfix(psnr=f"{figs['psnr']:.2f}", **({"eval": f"{last_eval:.2f}"} if last_eval else {}))
                     if t.eval_every and self.step % t.eval_every == 0:
                         t0 = time.perf_counter()
                         last_eval = self.log_eval_view(writer)["psnr"]
                         self.train_seconds += time.perf_counter() - t0
-                    if self.step % t.checkpoint_every == 0:
+                    if self.step % t.checkpoint_every == 0 and self.fault_streak == 0:  # keep pre-fault weights
                         self.save()
                         saved_step = self.step
                 interrupted = stop.signum

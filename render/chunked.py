@@ -1,4 +1,8 @@
-"""Evaluate a ray-rendering function in fixed-size chunks so memory is bounded at any image size."""
+"""Evaluate a ray-rendering function in fixed-size chunks so memory is bounded at any image size.
+
+Rays are made per chunk too (by `make_rays(start, stop)`), so a 1920x1080 frame holds only its
+outputs plus one chunk's rays and samples at a time.
+"""
 from __future__ import annotations
 
 from typing import Callable
@@ -8,16 +12,21 @@ import torch
 from render.rays import RayBundle
 
 
-def render_chunks(fn: Callable[[RayBundle], dict[str, torch.Tensor]], rays: RayBundle, chunk: int,
+def render_chunks(fn: Callable[[RayBundle], dict[str, torch.Tensor]], n_rays: int,
+                  make_rays: Callable[[int, int], RayBundle], chunk: int,
                   keys: tuple[str, ...] = ("rgb", "depth", "opacity"),
                   out_device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """Run `fn` on `chunk` rays at a time and concatenate the per-ray outputs named `keys`.
+    """Run `fn` on rays [start, start + chunk) for start = 0, chunk, ... and gather `keys`.
 
-    Outputs are moved to `out_device` per chunk, so device memory holds one chunk at a time.
+    Outputs (n_rays, ...) are preallocated on `out_device` and filled chunk by chunk.
     """
-    parts: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
-    for start in range(0, len(rays), chunk):
-        out = fn(rays[start:start + chunk])
+    out: dict[str, torch.Tensor] = {}
+    for start in range(0, n_rays, chunk):
+        stop = min(start + chunk, n_rays)
+        res = fn(make_rays(start, stop))
         for k in keys:
-            parts[k].append(out[k].detach().to(out_device))
-    return {k: torch.cat(v, 0) for k, v in parts.items()}
+            v = res[k].detach()
+            if k not in out:
+                out[k] = torch.empty((n_rays, *v.shape[1:]), dtype=v.dtype, device=out_device)
+            out[k][start:stop] = v.to(out_device)
+    return out

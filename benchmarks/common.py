@@ -1,0 +1,74 @@
+"""Shared helpers for benchmark scripts: machine facts, medians, peak memory, CSV/PNG output."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+LEGO = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "nerf_synthetic" / "lego"
+
+
+def machine() -> dict:
+    """What a figure depends on: commit, threads, CPU, torch version, load at the start."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent).stdout.strip()
+    except OSError:
+        commit = "unknown"
+    return {"commit": commit, "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+            "torch": torch.__version__, "cores": os.cpu_count(), "load_avg_1min": os.getloadavg()[0]}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def median(xs) -> float:
+    return float(statistics.median(xs))
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))
+
+
+def plot_curves(path: Path, curves: dict[str, tuple[list[float], list[float]]], title: str,
+                xlabel: str = "training time (min)", ylabel: str = "test PSNR (dB)") -> bool:
+    """A PNG of named (x, y) curves; False (and no file) if matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed (pip install -e '.[bench]'): skipping the plot")
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for name, (x, y) in curves.items():
+        ax.plot(x, y, marker="o", label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
