@@ -12,7 +12,7 @@ Loading follows the paper's conventions:
 3. the scene is scaled so that the nearest bound sits at 1 / 0.75 (bd_factor 0.75), which puts
    all content beyond the NDC near plane z = -1;
 4. the poses are recentred on their average camera (`render.paths.average_pose`), so the
-   cameras look down -z on average;
+   cameras look down -z on average (not with spherify, which sets its own frame);
 5. forward-facing scenes (the default) are rendered in NDC: rays run from near 0 to far 1 in
    NDC depth; data.spherify instead centres inward-facing 360 captures on the point the cameras
    look at, scales them to mean radius 1 and uses world-space bounds;
@@ -126,10 +126,11 @@ def load_llff(root: Path, split: str, opts: DataOptions) -> Scene:
     scale = 1.0 / (bounds.min() * BD_FACTOR)
     c2w[:, :3, 3] *= scale
     bounds = bounds * scale
-    c2w = recentre(c2w)
     spherified = bool(opts.spherify)
-    if spherified:
+    if spherified:  # its own frame: the average camera of a ring of cameras is ill-defined
         c2w, bounds = spherify(c2w, bounds)
+    else:
+        c2w = recentre(c2w)
     check_poses(c2w, str(pb_path))
     use_ndc = opts.ndc and not spherified
 
