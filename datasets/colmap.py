@@ -165,14 +165,19 @@ def read_images_txt(path: Path) -> list[dict]:
                 raise ValueError
         except (ValueError, IndexError):
             raise DatasetError(f"{path}: '{header[:60]}' is not 'IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME'") from None
+        # the POINTS2D line (empty when an image has none); some exporters leave it out entirely,
+        # so a next line that does not parse as (X, Y, POINT3D_ID) triples is the next image
         pts_line = lines[i + 1].split() if i + 1 < len(lines) else []
         try:
+            if len(pts_line) % 3:
+                raise ValueError
             ids = np.array([int(v) for v in pts_line[2::3]], dtype=np.int64)
+            i += 2
         except ValueError:
-            raise DatasetError(f"{path}: the POINTS2D line of image {image_id} is malformed") from None
+            ids = np.zeros(0, dtype=np.int64)
+            i += 1
         images.append({"id": image_id, "qvec": q, "tvec": t, "camera_id": cam_id, "name": name,
                        "point3d_ids": ids[ids >= 0]})
-        i += 2
     return images
 
 

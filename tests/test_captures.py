@@ -270,3 +270,17 @@ def test_errors_name_the_file_and_problem(tmp_path):
     # an explicit data.format wins over detection (and fails clearly when it does not fit)
     with pytest.raises(DatasetError, match="no COLMAP model"):
         load_scene(DataOptions(path=str(tmp_path / "k3"), format="colmap"), "train")
+
+
+def test_colmap_txt_without_points_lines(tmp_path):
+    """Some exporters write images.txt with one line per image (no POINTS2D line) and no points."""
+    views, points = make_capture()
+    cams = [("PINHOLE", intrinsics_for("PINHOLE")[0])]
+    write_colmap(tmp_path / "a", views, points, cams, "txt")
+    write_colmap(tmp_path / "b", views, points, cams, "txt")
+    txt = tmp_path / "b" / "sparse" / "0" / "images.txt"
+    txt.write_text("\n".join(ln for ln in txt.read_text().splitlines() if not ln.startswith("1.0 2.0")) + "\n")
+    (tmp_path / "b" / "sparse" / "0" / "points3D.txt").unlink()
+    a, b = (load_scene(DataOptions(path=str(tmp_path / k)), "train") for k in "ab")
+    assert_same_cameras(a.cameras, b.cameras)
+    assert b.metadata["n_points"] == 0 and 0 < b.near < b.far
