@@ -44,13 +44,14 @@ def ndc_rays(rays: RayBundle, fx, fy, width: int, height: int, near_plane: float
 
     fx, fy: focal lengths in pixels, floats or (n_rays,) tensors; width, height: image size in
     pixels (the principal point is taken at the image centre, as NDC assumes). Rays must point
-    towards -z (d_z < 0), as the rays of a recentred forward-facing scene do.
+    towards -z (d_z < 0), as the rays of a recentred forward-facing scene do; others give finite
+    but meaningless NDC rays.
     """
     o, d = rays.origins, rays.directions
     n = rays.origins.shape[0]
     ax = (2.0 * torch.as_tensor(fx, dtype=o.dtype, device=o.device) / width).expand(n)
     ay = (2.0 * torch.as_tensor(fy, dtype=o.dtype, device=o.device) / height).expand(n)
-    dz = d[:, 2]
+    dz = d[:, 2].clamp(max=-1e-6)  # rays that do not point towards -z have no NDC image: keep them finite
     t_near = -(near_plane + o[:, 2]) / dz
     o = o + t_near[:, None] * d
     ox, oy, oz = o.unbind(-1)
