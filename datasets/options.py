@@ -19,15 +19,29 @@ class SyntheticOptions:
 
 @dataclass
 class DataOptions:
-    """path: the scene folder (None = the built-in scene); format: auto-detected unless named;
-    downscale: integer image reduction (area-averaged); max_images: cap per split (0 = all);
-    background: white | black, for formats with alpha."""
+    """path: the scene folder (None = the built-in scene); format: auto-detected unless named
+    (blender, llff, transforms, colmap, builtin); downscale: integer image reduction (area-averaged;
+    LLFF reads the images_K folder instead, configs/llff.yaml sets 8); max_images: cap per split
+    (0 = all); background: white | black, for formats with alpha (real photos have none and are
+    rendered over black).
+
+    Real captures (LLFF, transforms.json, COLMAP): holdout_every: when the files give no split,
+    every N-th view (0, N, 2N, ...) is the test (and val) split and the rest train; ndc: LLFF
+    forward-facing scenes are rendered in normalised device coordinates (ignored with spherify and
+    by other formats); spherify: LLFF inward-facing 360 captures, poses centred on the point the
+    cameras look at and scaled to mean radius 1 (no NDC); near, far: ray bounds in the loader's
+    normalised world units (0 = derived from the data; not used with NDC)."""
 
     path: str | None = None
     format: str = "auto"
     downscale: int = 1
     max_images: int = 0
     background: str = "white"
+    holdout_every: int = 8
+    ndc: bool = True
+    spherify: bool = False
+    near: float = 0.0
+    far: float = 0.0
     synthetic: SyntheticOptions = field(default_factory=SyntheticOptions)
 
     def validate(self) -> list[str]:
@@ -37,6 +51,12 @@ class DataOptions:
             errs.append(f"data.downscale: must be >= 1, got {self.downscale}")
         if self.max_images < 0:
             errs.append(f"data.max_images: must be >= 0, got {self.max_images}")
+        if self.holdout_every < 2:
+            errs.append(f"data.holdout_every: must be >= 2, got {self.holdout_every}")
+        if self.near < 0 or self.far < 0:
+            errs.append(f"data.near/data.far: must be >= 0 (0 = from the data), got {self.near}, {self.far}")
+        elif self.far and self.near >= self.far:
+            errs.append(f"data.near: must be below data.far, got {self.near} >= {self.far}")
         if self.background not in ("white", "black"):
             errs.append(f"data.background: must be 'white' or 'black', got {self.background!r}")
         s = self.synthetic

@@ -9,14 +9,22 @@ from pathlib import Path
 from typing import Callable
 
 from datasets.blender import is_blender, load_blender
+from datasets.colmap import MODEL_DIRS, is_colmap, load_colmap
 from datasets.errors import DatasetError
 from datasets.options import DataOptions
 from datasets.scene import Scene
+from datasets.llff import is_llff, load_llff
 from datasets.synthetic import load_synthetic
+from datasets.transforms_json import is_transforms_json, load_transforms_json
 
-# name -> (detect, load, what detection looks for)
+# name -> (detect, load, what detection looks for), tried in this order: an LLFF folder may also
+# hold COLMAP's sparse/ model and a nerfstudio folder its colmap/ one; the more specific file wins
 FORMATS: dict[str, tuple[Callable[[Path], bool], Callable[[Path, str, DataOptions], Scene], str]] = {
     "blender": (is_blender, load_blender, "transforms_train.json"),
+    "llff": (is_llff, load_llff, "poses_bounds.npy"),
+    "transforms": (is_transforms_json, load_transforms_json, "transforms.json"),
+    "colmap": (is_colmap, load_colmap,
+               "cameras.bin/.txt + images.bin/.txt in " + ", ".join(d for d in MODEL_DIRS if d != ".") + " or the folder"),
 }
 
 

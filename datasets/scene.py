@@ -68,6 +68,8 @@ class Scene:
     nothing is hit), only the built-in scene knows it; near/far: ray bounds in world units;
     bbox: (2, 3) axis-aligned box holding the content; background: (3,) RGB behind the content.
     `ndc` marks forward-facing scenes whose rays are warped to normalised device coordinates.
+    mask: optional (n, H, W) per-pixel weights in [0, 1] from the capture (1 = use the pixel,
+    0 = ignore it, e.g. a moving person), for formats that ship masks.
     """
 
     name: str
@@ -82,6 +84,7 @@ class Scene:
     depth: torch.Tensor | None = None
     image_names: list[str] = field(default_factory=list)
     ndc: bool = False
+    mask: torch.Tensor | None = None
     metadata: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -101,6 +104,7 @@ class Scene:
             self, images=self.images[idx], cameras=self.cameras[idx],
             alpha=None if self.alpha is None else self.alpha[idx],
             depth=None if self.depth is None else self.depth[idx],
+            mask=None if self.mask is None else self.mask[idx],
             image_names=[self.image_names[i] for i in idx] if self.image_names else [],
         )
 

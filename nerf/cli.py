@@ -59,9 +59,10 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _default_config(data: str | None) -> str | None:
+def _default_config(data: str | None, fmt: str | None = None) -> str | None:
     """The config used when --config is absent: builtin.yaml for the built-in scene, else
-    configs/<format>.yaml for a detected format that has one, else the paper defaults."""
+    configs/<format>.yaml for the detected (or `fmt`, a data.format override) format that has
+    one, else the paper defaults."""
     from datasets.options import DataOptions
     from datasets.registry import detect_format
     from nerf.config import CONFIG_DIR
@@ -71,7 +72,8 @@ def _default_config(data: str | None) -> str | None:
     root = Path(data).expanduser()
     if not root.is_dir():
         return None  # the loader reports the missing folder
-    fmt = detect_format(root)
+    if fmt in (None, "auto"):
+        fmt = detect_format(root)
     cand = CONFIG_DIR / f"{fmt}.yaml"
     return str(cand) if cand.is_file() else None
 
@@ -87,7 +89,8 @@ def _train(argv: list[str]) -> int:
                "train.max_minutes=30. Run folder: config.yaml, checkpoints/, events.out.tfevents.*, metrics.json, renders/.",
     )
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
-    p.add_argument("--data", help="scene folder (Blender transforms_*.json, ...); default: the built-in scene")
+    p.add_argument("--data", help="scene folder (Blender transforms_*.json, LLFF poses_bounds.npy, Instant-NGP/"
+                                  "nerfstudio transforms.json, COLMAP sparse model); default: the built-in scene")
     p.add_argument("--config", help="YAML config file, or the name of one in configs/ (e.g. blender_quarter)")
     p.add_argument("--out", help="run folder (default: runs/<scene>-<method>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
@@ -112,7 +115,8 @@ def _train(argv: list[str]) -> int:
         base = read_yaml(Path(a.out) / "config.yaml")
         config_file = a.config
     else:
-        config_file = a.config or _default_config(a.data)
+        fmt = next((o.split("=", 1)[1] for o in overrides if o.startswith("data.format=")), None)
+        config_file = a.config or _default_config(a.data, fmt)
     cfg = load_config(config_file, overrides, base=base)
     if a.out:
         run_dir = Path(a.out)
@@ -177,8 +181,9 @@ def _video(argv: list[str]) -> int:
     p.add_argument("--frames", type=int, default=None, help="number of frames (default: video.frames, 120)")
     p.add_argument("--fps", type=float, default=None, help="frames per second (default: video.fps, 30)")
     p.add_argument("--downscale", type=int, default=None, help="divide the training image size by K (default 1)")
-    p.add_argument("--path", choices=["auto", "orbit", "spherical"], default=None,
-                   help="camera path (auto: the Blender 360 path for Blender scenes, else an orbit of the training cameras)")
+    p.add_argument("--path", choices=["auto", "orbit", "spherical", "spiral"], default=None,
+                   help="camera path (auto: the Blender 360 path for Blender scenes, the spiral for forward-facing "
+                        "LLFF scenes, else an orbit of the training cameras)")
     _common(p)
     a = p.parse_args(argv)
     from nerf.runs import load_run_config, load_trained_model

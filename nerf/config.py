@@ -129,8 +129,9 @@ class EvalConfig:
 
 @dataclass
 class VideoConfig:
-    """path: auto (Blender 360 path for Blender scenes, else an orbit fitted to the training
-    cameras), orbit or spherical; downscale: divides the training image size."""
+    """path: auto (Blender 360 path for Blender scenes, the LLFF spiral for forward-facing LLFF
+    scenes, else an orbit fitted to the training cameras), orbit, spherical or spiral;
+    downscale: divides the training image size."""
 
     frames: int = 120
     fps: float = 30.0
@@ -145,8 +146,8 @@ class VideoConfig:
             errs.append(f"video.fps: must be > 0, got {self.fps}")
         if self.downscale < 1:
             errs.append(f"video.downscale: must be >= 1, got {self.downscale}")
-        if self.path not in ("auto", "orbit", "spherical"):
-            errs.append(f"video.path: must be auto, orbit or spherical, got {self.path!r}")
+        if self.path not in ("auto", "orbit", "spherical", "spiral"):
+            errs.append(f"video.path: must be auto, orbit, spherical or spiral, got {self.path!r}")
         return errs
 
 

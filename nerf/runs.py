@@ -30,6 +30,8 @@ def save_scene_json(run_dir: Path, info: SceneInfo, scene) -> None:
         "name": scene.name,
         "format": scene.metadata.get("format", "unknown"),
         "train_c2w": cams.c2w.tolist(),
+        "render_path": scene.metadata.get("render_path"),  # a loader's suggested video path, or None
+        "world_bounds": scene.metadata.get("world_bounds"),  # LLFF: [nearest, farthest] scene depth
         "intrinsics": {"fx": float(cams.fx[0]), "fy": float(cams.fy[0]), "cx": float(cams.cx[0]),
                        "cy": float(cams.cy[0]), "width": cams.width, "height": cams.height},
     }

@@ -7,18 +7,24 @@ import torch
 from tqdm import tqdm
 
 from datasets.scene import Cameras
+from nerf.errors import UserError
 from nerf.evaluate import render_view
 from nerf.models import SceneInfo
-from render.paths import blender_spherical_path, orbit_from_poses
+from render.paths import blender_spherical_path, orbit_from_poses, spiral_path
 from render.video import VideoWriter, depth_to_rgb
 
 
 def path_cameras(scene_json: dict, path: str, frames: int, downscale: int) -> Cameras:
     """The video cameras: the chosen path with the first training camera's intrinsics / downscale."""
     if path == "auto":
-        path = "spherical" if scene_json.get("format") == "blender" else "orbit"
+        path = "spherical" if scene_json.get("format") == "blender" else scene_json.get("render_path") or "orbit"
     if path == "spherical":
         c2w = blender_spherical_path(frames)
+    elif path == "spiral":
+        if not scene_json.get("world_bounds"):
+            raise UserError("video.path=spiral: needs an LLFF scene's depth bounds; use orbit for this run")
+        near, far = scene_json["world_bounds"]
+        c2w = spiral_path(torch.tensor(scene_json["train_c2w"]), near, far, frames)
     else:
         c2w = orbit_from_poses(torch.tensor(scene_json["train_c2w"]), frames)
     k = scene_json["intrinsics"]

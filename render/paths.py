@@ -1,5 +1,6 @@
-"""Camera paths for novel-view videos: an orbit fitted to the training cameras, and the
-Blender-style 360 path (radius 4, 30 degrees above the horizon, world z up)."""
+"""Camera paths for novel-view videos: an orbit fitted to the training cameras, the
+Blender-style 360 path (radius 4, 30 degrees above the horizon, world z up), and the LLFF
+spiral for forward-facing scenes."""
 from __future__ import annotations
 
 import math
@@ -55,3 +56,41 @@ def orbit_from_poses(c2w: torch.Tensor, n_frames: int) -> torch.Tensor:
     radius = float(offs.norm(dim=-1).mean())
     el = float(torch.asin((offs @ up / offs.norm(dim=-1)).clamp(-1, 1)).mean())
     return orbit_path(centre.float(), up.float(), radius, math.degrees(el), n_frames)
+
+
+def average_pose(c2w: torch.Tensor) -> torch.Tensor:
+    """The mean camera (4, 4) of cameras (n, 4, 4): at the mean position, looking along the mean
+    viewing direction, with x orthogonal to it and the mean up vector (LLFF's recentring frame)."""
+    c2w = c2w.double()
+    centre = c2w[:, :3, 3].mean(0)
+    back = torch.nn.functional.normalize(c2w[:, :3, 2].sum(0), dim=0)
+    up = c2w[:, :3, 1].sum(0)
+    right = torch.nn.functional.normalize(torch.cross(up, back, dim=0), dim=0)
+    true_up = torch.cross(back, right, dim=0)
+    out = torch.eye(4, dtype=torch.float64)
+    out[:3, 0], out[:3, 1], out[:3, 2], out[:3, 3] = right, true_up, back, centre
+    return out
+
+
+def spiral_path(c2w: torch.Tensor, near: float, far: float, n_frames: int, n_rots: float = 2.0,
+                zrate: float = 0.5, focus_weight: float = 0.75, percentile: float = 90.0) -> torch.Tensor:
+    """The LLFF render path (n_frames, 4, 4) for forward-facing cameras c2w (n, 4, 4).
+
+    In the frame of the average camera, the path turns `n_rots` times around an ellipse whose
+    radii are the `percentile` of the cameras' absolute offsets per axis, clipped so every
+    position stays within the span (min..max per axis) of the training cameras; depth wobbles
+    at `zrate` times the angular rate. Every frame looks at the point on the average viewing axis
+    at the focus depth 1 / ((1 - w) / (0.9 near) + w / (5 far)), w = `focus_weight`: a distance
+    between the nearest and the farthest content, weighted like disparity. near, far: the
+    scene's depth bounds in world units.
+    """
+    avg = average_pose(c2w)
+    local = (c2w[:, :3, 3].double() - avg[:3, 3]) @ avg[:3, :3]  # offsets in the average camera's axes
+    rads = torch.quantile(local.abs(), percentile / 100.0, dim=0)
+    rads = torch.minimum(rads, torch.minimum(local.max(0).values, -local.min(0).values).clamp_min(0.0))
+    focus = 1.0 / ((1.0 - focus_weight) / (0.9 * near) + focus_weight / (5.0 * far))
+    theta = torch.linspace(0.0, 2 * math.pi * n_rots, n_frames + 1, dtype=torch.float64)[:-1]
+    offs = torch.stack([torch.cos(theta), -torch.sin(theta), -torch.sin(theta * zrate)], -1) * rads
+    eye = avg[:3, 3] + offs @ avg[:3, :3].T
+    target = avg[:3, 3] - focus * avg[:3, 2]
+    return look_at(eye, target, avg[:3, 1]).float()

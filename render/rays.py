@@ -17,21 +17,34 @@ import torch
 
 @dataclass
 class RayBundle:
-    """origins, directions: (n_rays, 3), directions unit length; near, far: (n_rays, 1)."""
+    """origins, directions: (n_rays, 3), directions unit length; near, far: (n_rays, 1).
+
+    viewdirs: optional (n_rays, 3) unit world-space viewing directions for rays whose
+    `directions` are not (NDC rays: samples are o + t d in NDC, but colour depends on the
+    direction in the world); None means `directions` is the viewing direction. Models read it
+    through `view_directions`.
+    """
 
     origins: torch.Tensor
     directions: torch.Tensor
     near: torch.Tensor
     far: torch.Tensor
+    viewdirs: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.origins.shape[0]
 
+    @property
+    def view_directions(self) -> torch.Tensor:
+        """(n_rays, 3) unit viewing directions in world space."""
+        return self.directions if self.viewdirs is None else self.viewdirs
+
     def __getitem__(self, sl) -> "RayBundle":
-        return RayBundle(*(getattr(self, f.name)[sl] for f in fields(self)))
+        return RayBundle(*(None if getattr(self, f.name) is None else getattr(self, f.name)[sl] for f in fields(self)))
 
     def to(self, device) -> "RayBundle":
-        return RayBundle(*(getattr(self, f.name).to(device) for f in fields(self)))
+        return RayBundle(*(None if getattr(self, f.name) is None else getattr(self, f.name).to(device)
+                           for f in fields(self)))
 
 
 def pixel_directions(x: torch.Tensor, y: torch.Tensor, fx, fy, cx, cy) -> torch.Tensor:

@@ -27,7 +27,7 @@ class VanillaNeRF(RenderModel):
         t = midpoints(edges)
         n_rays, n = t.shape
         pts = rays.origins[:, None, :] + rays.directions[:, None, :] * t[..., None]
-        dirs = rays.directions[:, None, :].expand(n_rays, n, 3)
+        dirs = rays.view_directions[:, None, :].expand(n_rays, n, 3)
         with torch.autocast(device_type=pts.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             sigma, rgb = field(pts.reshape(-1, 3), dirs.reshape(-1, 3))
         return composite(sigma.float().reshape(n_rays, n), rgb.float().reshape(n_rays, n, 3), edges, self.background)
