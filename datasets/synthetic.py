@@ -16,7 +16,7 @@ import torch
 
 from datasets.imageops import composite_premultiplied, downscale_area
 from datasets.options import DataOptions, SyntheticOptions
-from datasets.scene import Cameras, Scene
+from datasets.scene import Cameras, Scene, evenly_spaced
 from render.paths import look_at
 from render.rays import image_rays
 
@@ -142,8 +142,8 @@ def load_synthetic(split: str, opts: DataOptions) -> Scene:
     """One split of the built-in scene as a `Scene`, with true depth."""
     so = opts.synthetic
     cams = make_cameras(so, split)
-    if opts.max_images:
-        cams = cams[list(range(min(opts.max_images, len(cams))))]
+    keep = evenly_spaced(len(cams), opts.max_images)
+    cams = cams[keep]
     if opts.downscale > 1:
         cams = cams.scaled(1.0 / opts.downscale)
     bg = torch.ones(3) if opts.background == "white" else torch.zeros(3)
@@ -155,6 +155,6 @@ def load_synthetic(split: str, opts: DataOptions) -> Scene:
     return Scene(
         name="builtin", split=split, images=images, cameras=cams, near=NEAR, far=FAR,
         bbox=torch.tensor(BBOX), background=bg, alpha=alpha, depth=depth,
-        image_names=[f"{split}_{i:03d}" for i in range(len(cams))],
+        image_names=[f"{split}_{i:03d}" for i in keep],
         metadata={"format": "builtin", "seed": so.seed},
     )
