@@ -70,11 +70,12 @@ def test_near_plane_to_minus_one_and_infinity_to_plus_one(near_plane):
 def test_raygen_uses_ndc_for_ndc_scenes():
     from datasets.scene import Cameras
     from nerf.models.base import SceneInfo
-    from nerf.raygen import view_rays
+    from nerf.raygen import view_pixel_rays
 
     cams = Cameras(c2w=torch.eye(4)[None], fx=torch.tensor([20.0]), fy=torch.tensor([20.0]),
                    cx=torch.tensor([8.0]), cy=torch.tensor([6.0]), width=16, height=12)
-    rays = view_rays(cams, 0, SceneInfo(near=0.0, far=1.0, bbox=[[-1] * 3, [1] * 3], background=None, ndc=True))
+    info = SceneInfo(near=0.0, far=1.0, bbox=[[-1] * 3, [1] * 3], background=None, ndc=True)
+    rays = view_pixel_rays(cams, 0, info, 0, 16 * 12)
     assert torch.allclose(rays.origins[:, 2], torch.full((16 * 12,), -1.0))
     assert rays.near.max() == 0 and rays.far.min() == 1
     assert rays.origins[:, :2].abs().max() < 1  # pixel centres project inside the NDC square
