@@ -212,4 +212,7 @@ def render_video_main(argv: list[str] | None = None) -> int:
     return run_command("render-video", _video, argv)
 
 
-COMMANDS = {"train-scene": train_scene_main, "eval-scene": eval_scene_main, "render-video": render_video_main}
+from nerf.cli_inr import fit_image_main, meta_train_main  # noqa: E402 (cli_inr uses the helpers above)
+
+COMMANDS = {"train-scene": train_scene_main, "eval-scene": eval_scene_main, "render-video": render_video_main,
+            "fit-image": fit_image_main, "meta-train": meta_train_main}
