@@ -93,6 +93,7 @@ def _train(argv: list[str]) -> int:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation on the test split")
+    p.add_argument("--init", help="start from a learned initialisation written by meta-train")
     _common(p)
     a = p.parse_args(argv)
 
@@ -102,6 +103,8 @@ def _train(argv: list[str]) -> int:
 
     if a.resume and not a.out:
         raise UserError("--resume: needs --out RUN_DIR naming the run to continue")
+    if a.init and a.resume:
+        raise UserError("--init: cannot be combined with --resume (the run continues from its checkpoint)")
     overrides = list(a.overrides)
     if a.data is not None:
         overrides.insert(0, f"data.path={a.data}")
@@ -123,7 +126,7 @@ def _train(argv: list[str]) -> int:
     log = (lambda *x: None) if a.quiet else print
 
     trainer = Trainer(cfg, run_dir, device, resume=a.resume, overwrite=a.overwrite, log=print,
-                      show_progress=not a.quiet)
+                      show_progress=not a.quiet, init_file=a.init)
     print(f"train-scene: {cfg.model.method} on {cfg.data.path or 'the built-in scene'} -> {run_dir} ({device})")
     result = trainer.train()
     if result.interrupted_by is not None:

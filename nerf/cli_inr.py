@@ -71,3 +71,64 @@ def _fit_image(argv: list[str]) -> int:
 
 def fit_image_main(argv: list[str] | None = None) -> int:
     return run_command("fit-image", _fit_image, argv)
+
+
+# ----------------------------------------------------------------------------------------- meta-train
+
+def _meta_train(argv: list[str]) -> int:
+    from nerf.meta import MetaSettings
+
+    d = MetaSettings()
+    p = OneLineParser(
+        prog="meta-train",
+        description="Learn a NeRF initialisation with Reptile over the built-in scene family (the procedural "
+                    "scene with shapes drawn from each seed) and write it to a file for train-scene --init.",
+        epilog="Overrides are KEY=VALUE config keys (model.*, train.lr, train.batch_rays, data.synthetic.*); the "
+               "inner loop uses train.lr and train.batch_rays. Default config: configs/meta_builtin.yaml.",
+    )
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    p.add_argument("--config", help="YAML config file, or the name of one in configs/ (default: meta_builtin)")
+    p.add_argument("--out", required=True, help="the init file to write (e.g. runs/meta_init.pt)")
+    p.add_argument("--meta-steps", type=int, default=d.meta_steps, help=f"Reptile steps (default {d.meta_steps})")
+    p.add_argument("--inner-steps", type=int, default=d.inner_steps,
+                   help=f"training steps on a scene per Reptile step (default {d.inner_steps})")
+    p.add_argument("--outer-lr", type=float, default=d.outer_lr,
+                   help=f"fraction of the way the init moves toward the adapted weights (default {d.outer_lr})")
+    p.add_argument("--no-anneal", action="store_true", help="keep --outer-lr constant instead of decaying it to 0")
+    p.add_argument("--tasks", type=int, default=d.n_tasks, help=f"number of training scenes (default {d.n_tasks})")
+    p.add_argument("--first-seed", type=int, default=d.first_seed,
+                   help=f"training scenes are seeds first..first+tasks-1 (default {d.first_seed})")
+    p.add_argument("--minutes", type=float, default=0.0, help="stop after this long (default 0: no limit)")
+    _common(p)
+    a = p.parse_intermixed_args(argv)
+    import json
+
+    from nerf.cli import _device
+    from nerf.config import CONFIG_DIR, load_config
+    from nerf.meta import meta_train, save_init
+
+    overrides = list(a.overrides)
+    if a.seed is not None:
+        overrides.append(f"train.seed={a.seed}")
+    cfg = load_config(a.config or str(CONFIG_DIR / "meta_builtin.yaml"), overrides)
+    if cfg.train.threads:
+        import torch
+
+        torch.set_num_threads(cfg.train.threads)
+    ms = MetaSettings(meta_steps=a.meta_steps, inner_steps=a.inner_steps, outer_lr=a.outer_lr, anneal=not a.no_anneal,
+                      n_tasks=a.tasks, first_seed=a.first_seed, minutes=a.minutes)
+    out = Path(a.out)
+    if out.is_dir():
+        raise UserError(f"--out {out}: is a folder; name the init file to write")
+    model, summary = meta_train(cfg, ms, _device(a.device), log=(lambda *x: None) if a.quiet else print)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_init(out, model, cfg, summary)
+    out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
+    print(f"meta-train: {summary['meta_steps_done']} Reptile steps in {summary['seconds']:.0f} s -> {out} "
+          f"(history in {out.with_suffix('.json')})\n  use:  train-scene data.synthetic.seed=N --init {out} --config "
+          f"{a.config or 'meta_builtin'}")
+    return 0
+
+
+def meta_train_main(argv: list[str] | None = None) -> int:
+    return run_command("meta-train", _meta_train, argv)
