@@ -99,6 +99,8 @@ def _meta_train(argv: list[str]) -> int:
     p.add_argument("--first-seed", type=int, default=d.first_seed,
                    help=f"training scenes are seeds first..first+tasks-1 (default {d.first_seed})")
     p.add_argument("--minutes", type=float, default=0.0, help="stop after this long (default 0: no limit)")
+    p.add_argument("--from", dest="start_from", metavar="FILE",
+                   help="continue meta-training from an init file written by meta-train (same config)")
     _common(p)
     a = p.parse_intermixed_args(argv)
     import json
@@ -120,11 +122,13 @@ def _meta_train(argv: list[str]) -> int:
     out = Path(a.out)
     if out.is_dir():
         raise UserError(f"--out {out}: is a folder; name the init file to write")
-    model, summary = meta_train(cfg, ms, _device(a.device), log=(lambda *x: None) if a.quiet else print)
+    model, summary = meta_train(cfg, ms, _device(a.device), log=(lambda *x: None) if a.quiet else print,
+                                start_from=a.start_from)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_init(out, model, cfg, summary)
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
-    print(f"meta-train: {summary['meta_steps_done']} Reptile steps in {summary['seconds']:.0f} s -> {out} "
+    print(f"meta-train: {summary['meta_steps_done']} Reptile steps in {summary['seconds']:.0f} s "
+          f"({summary['total_meta_steps']} in all) -> {out} "
           f"(history in {out.with_suffix('.json')})\n  use:  train-scene data.synthetic.seed=N --init {out} --config "
           f"{a.config or 'meta_builtin'}")
     return 0

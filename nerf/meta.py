@@ -123,9 +123,11 @@ class MetaSettings:
             raise UserError(f"--first-seed: must be >= 1 (seed 0 is the reference scene), got {self.first_seed}")
 
 
-def meta_train(cfg: Config, ms: MetaSettings, device: torch.device = torch.device("cpu"), log=print) -> tuple[nn.Module, dict]:
+def meta_train(cfg: Config, ms: MetaSettings, device: torch.device = torch.device("cpu"), log=print,
+               start_from: Path | None = None) -> tuple[nn.Module, dict]:
     """Reptile over the family seeds first_seed .. first_seed + n_tasks - 1; returns the model
-    holding the learned initialisation and a summary of the run."""
+    holding the learned initialisation and a summary of the run. `start_from`: an init file to
+    continue from (its earlier history is kept in the summary) instead of the default init."""
     ms.validate()
     t_load = time.perf_counter()
     tasks = [load_task(cfg, ms.first_seed + i) for i in range(ms.n_tasks)]
@@ -134,6 +136,11 @@ def meta_train(cfg: Config, ms: MetaSettings, device: torch.device = torch.devic
         f"generated in {time.perf_counter() - t_load:.1f} s")
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg, tasks[0].info).to(device)
+    earlier = []
+    if start_from is not None:
+        earlier = load_init(Path(start_from), model, cfg).get("runs", [])
+        log(f"meta-train: continuing from {start_from} ({sum(r['meta_steps_done'] for r in earlier)} earlier steps)")
+        model.to(device)
     generator = torch.Generator(device=device).manual_seed(cfg.train.seed)
     order = torch.Generator().manual_seed(cfg.train.seed + 1)
     history, start, step = [], time.perf_counter(), 0
@@ -156,9 +163,12 @@ def meta_train(cfg: Config, ms: MetaSettings, device: torch.device = torch.devic
             recent = [h["inner_psnr"] for h in history[-ms.log_every:] if math.isfinite(h["inner_psnr"])]
             log(f"  meta step {step:5d}  eps {eps:.3f}  PSNR after {ms.inner_steps} inner steps "
                 f"{sum(recent) / max(len(recent), 1):.2f} dB  ({time.perf_counter() - start:.0f} s)")
-    summary = {"meta_steps_done": step, "seconds": time.perf_counter() - start,
-               "seeds": [ms.first_seed, ms.first_seed + ms.n_tasks - 1], "settings": dataclasses.asdict(ms),
-               "history": history}
+    run = {"meta_steps_done": step, "seconds": time.perf_counter() - start,
+           "seeds": [ms.first_seed, ms.first_seed + ms.n_tasks - 1], "settings": dataclasses.asdict(ms),
+           "history": history}
+    runs = earlier + [run]
+    summary = {**run, "total_meta_steps": sum(r["meta_steps_done"] for r in runs),
+               "total_seconds": sum(r["seconds"] for r in runs), "runs": runs}
     return model, summary
 
 
