@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from datasets.errors import DatasetError
 from datasets.imageops import downscale_area, read_image
 from nerf.encodings import make_encoding
 from nerf.errors import UserError
@@ -74,7 +75,10 @@ class FitSettings:
 def load_image(path: Path, downscale: int = 1) -> torch.Tensor:
     """An image file as float32 (H, W, 3) in [0, 1]; RGBA is composited over white (as Blender
     scenes are), and `downscale` area-averages by an integer factor."""
-    arr = read_image(Path(path))
+    try:
+        arr = read_image(Path(path))
+    except DatasetError as exc:  # keep the message to one line (imageio's can span several)
+        raise UserError(str(exc).splitlines()[0].rstrip(" :")) from None
     img = torch.from_numpy(arr)
     if img.shape[-1] == 4:
         alpha = img[..., 3:]
