@@ -167,6 +167,7 @@ def stage_report(a) -> None:
             ax.axvline(r["learned_steps_to_default_1000"], color="C1", ls=":", lw=1)
         ax.axvline(200, color="red", ls="--", lw=0.8)
         ax.set_xscale("symlog", linthresh=10)
+        ax.set_xlim(0, DEFAULT_STEPS * 1.05)
         ax.set_title(f"unseen scene seed {r['seed']}", fontsize=9)
         ax.set_xlabel("training steps")
         ax.set_ylabel("held-out PSNR (dB)")
