@@ -15,6 +15,7 @@ class SyntheticOptions:
     n_test: int = 12
     supersample: int = 2
     fov_degrees: float = 40.0
+    random_content: bool = False  # draw the shapes from the seed too (seed 0 stays the reference scene)
 
 
 @dataclass

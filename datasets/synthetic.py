@@ -7,6 +7,10 @@ camera's area integral), and the true depth (distance along the pixel-centre ray
 comes with every view. Cameras sit on a sphere of radius 4 looking at the origin; train, val and
 test views are drawn from separate random streams of `seed`, so test views are genuinely held out.
 Any seed and resolution are generated in memory in about a second.
+
+With `random_content` the seed also draws the shapes (positions, sizes, rotation, colours and
+texture frequencies of the two spheres and the box; the slab stays): a family of scenes for
+meta-learning. Seed 0 is always the reference scene above, with or without it.
 """
 from __future__ import annotations
 
@@ -36,6 +40,27 @@ BOXES = (
     ((0.40, -0.45, -0.15), (0.22, 0.22, 0.30), 30.0, (0.20, 0.75, 0.30), (0.95, 0.95, 0.85), 4.0),
     ((0.00, 0.00, -0.55), (0.95, 0.95, 0.05), 0.0, (0.55, 0.55, 0.60), (0.30, 0.30, 0.35), 2.5),
 )
+
+
+def scene_content(seed: int = 0, random_content: bool = False) -> tuple[tuple, tuple]:
+    """(spheres, boxes) in the format of SPHERES and BOXES: the reference scene, or with
+    `random_content` and seed != 0 shapes drawn from the seed, standing on the unchanged slab."""
+    if not random_content or seed == 0:
+        return SPHERES, BOXES
+    g = torch.Generator().manual_seed(seed * 1000 + 7)
+    u = lambda lo, hi, n=None: (lo + (hi - lo) * torch.rand(n or 1, generator=g)).tolist()  # noqa: E731
+    top = BOXES[1][0][2] + BOXES[1][1][2]  # the slab's upper face
+    spheres = []
+    for _ in range(2):
+        r = u(0.2, 0.45)[0]
+        x, y = u(-0.6, 0.6, 2)
+        spheres.append(((x, y, top + r + u(0.0, 0.1)[0]), r, tuple(u(0.1, 0.95, 3)), tuple(u(0.1, 0.95, 3)),
+                        u(1.5, 4.0)[0]))
+    half = tuple(u(0.12, 0.3, 3))
+    x, y = u(-0.6, 0.6, 2)
+    box = ((x, y, top + half[2]), half, u(0.0, 90.0)[0], tuple(u(0.1, 0.95, 3)), tuple(u(0.1, 0.95, 3)),
+           u(2.0, 5.0)[0])
+    return tuple(spheres), (box, BOXES[1])
 
 
 def _sphere_hits(o, d, centre, radius):
@@ -77,12 +102,15 @@ def _mix(a, b, w):
     return torch.tensor(a) * (1 - w[:, None]) + torch.tensor(b) * w[:, None]
 
 
-def shade(origins: torch.Tensor, dirs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact colour (n, 3) and hit distance (n,) of unit rays; colour is 0 where nothing is hit."""
+def shade(origins: torch.Tensor, dirs: torch.Tensor, content: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact colour (n, 3) and hit distance (n,) of unit rays; colour is 0 where nothing is hit.
+
+    content: (spheres, boxes) from `scene_content`; the reference scene when None."""
+    spheres, boxes = content if content is not None else (SPHERES, BOXES)
     best_t = torch.full((origins.shape[0],), math.inf)
     colour = torch.zeros(origins.shape[0], 3)
     normal = torch.zeros(origins.shape[0], 3)
-    for centre, radius, ca, cb, freq in SPHERES:
+    for centre, radius, ca, cb, freq in spheres:
         t, n = _sphere_hits(origins, dirs, centre, radius)
         closer = t < best_t
         p_local = n  # unit vector from the centre
@@ -90,7 +118,7 @@ def shade(origins: torch.Tensor, dirs: torch.Tensor) -> tuple[torch.Tensor, torc
         colour = torch.where(closer[:, None], _mix(ca, cb, w), colour)
         normal = torch.where(closer[:, None], n, normal)
         best_t = torch.where(closer, t, best_t)
-    for centre, half, deg, ca, cb, cells in BOXES:
+    for centre, half, deg, ca, cb, cells in boxes:
         t, n = _box_hits(origins, dirs, centre, half, deg)
         closer = t < best_t
         p = origins + dirs * t.nan_to_num(posinf=0.0)[:, None]
@@ -125,16 +153,17 @@ def make_cameras(opts: SyntheticOptions, split: str) -> Cameras:
     return Cameras(c2w=c2w, fx=full(focal), fy=full(focal), cx=full(res / 2), cy=full(res / 2), width=res, height=res)
 
 
-def render_view(cameras: Cameras, index: int, supersample: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def render_view(cameras: Cameras, index: int, supersample: int,
+                content: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Premultiplied RGB (H, W, 3), alpha (H, W) and pixel-centre depth (H, W) of one view."""
     h, w = cameras.height, cameras.width
     rays = image_rays(cameras, index, NEAR, FAR, scale=supersample)
-    colour, t = shade(rays.origins, rays.directions)
+    colour, t = shade(rays.origins, rays.directions, content)
     hit = torch.isfinite(t).float()
     rgba = torch.cat([colour * hit[:, None], hit[:, None]], -1).reshape(h * supersample, w * supersample, 4)
     rgba = downscale_area(rgba, supersample)
     centre = image_rays(cameras, index, NEAR, FAR)
-    _, depth = shade(centre.origins, centre.directions)
+    _, depth = shade(centre.origins, centre.directions, content)
     return rgba[..., :3], rgba[..., 3], depth.reshape(h, w)
 
 
@@ -147,7 +176,8 @@ def load_synthetic(split: str, opts: DataOptions) -> Scene:
     if opts.downscale > 1:
         cams = cams.scaled(1.0 / opts.downscale)
     bg = torch.ones(3) if opts.background == "white" else torch.zeros(3)
-    views = [render_view(cams, i, so.supersample) for i in range(len(cams))]
+    content = scene_content(so.seed, so.random_content)
+    views = [render_view(cams, i, so.supersample, content) for i in range(len(cams))]
     rgb = torch.stack([v[0] for v in views])
     alpha = torch.stack([v[1] for v in views])
     depth = torch.stack([v[2] for v in views])
@@ -156,5 +186,5 @@ def load_synthetic(split: str, opts: DataOptions) -> Scene:
         name="builtin", split=split, images=images, cameras=cams, near=NEAR, far=FAR,
         bbox=torch.tensor(BBOX), background=bg, alpha=alpha, depth=depth,
         image_names=[f"{split}_{i:03d}" for i in keep],
-        metadata={"format": "builtin", "seed": so.seed},
+        metadata={"format": "builtin", "seed": so.seed, "random_content": so.random_content},
     )

@@ -96,6 +96,7 @@ def _train(argv: list[str]) -> int:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation on the test split")
+    p.add_argument("--init", help="start from a learned initialisation written by meta-train")
     _common(p)
     a = p.parse_args(argv)
 
@@ -105,6 +106,8 @@ def _train(argv: list[str]) -> int:
 
     if a.resume and not a.out:
         raise UserError("--resume: needs --out RUN_DIR naming the run to continue")
+    if a.init and a.resume:
+        raise UserError("--init: cannot be combined with --resume (the run continues from its checkpoint)")
     overrides = list(a.overrides)
     if a.data is not None:
         overrides.insert(0, f"data.path={a.data}")
@@ -127,7 +130,7 @@ def _train(argv: list[str]) -> int:
     log = (lambda *x: None) if a.quiet else print
 
     trainer = Trainer(cfg, run_dir, device, resume=a.resume, overwrite=a.overwrite, log=print,
-                      show_progress=not a.quiet)
+                      show_progress=not a.quiet, init_file=a.init)
     print(f"train-scene: {cfg.model.method} on {cfg.data.path or 'the built-in scene'} -> {run_dir} ({device})")
     result = trainer.train()
     if result.interrupted_by is not None:
@@ -217,4 +220,7 @@ def render_video_main(argv: list[str] | None = None) -> int:
     return run_command("render-video", _video, argv)
 
 
-COMMANDS = {"train-scene": train_scene_main, "eval-scene": eval_scene_main, "render-video": render_video_main}
+from nerf.cli_inr import fit_image_main, meta_train_main  # noqa: E402 (cli_inr uses the helpers above)
+
+COMMANDS = {"train-scene": train_scene_main, "eval-scene": eval_scene_main, "render-video": render_video_main,
+            "fit-image": fit_image_main, "meta-train": meta_train_main}

@@ -37,6 +37,14 @@ class ModelConfig:
     density_activation: str = "relu"
     density_noise: float = 0.0
     lindisp: bool = False
+    # Field variants (INR papers); the defaults are the paper model. encoding: positional | none |
+    # gaussian (random Fourier features of the position, sigma in cycles per world unit);
+    # activation: relu | siren (sine trunk with omega_0).
+    encoding: str = "positional"
+    gaussian_features: int = 256
+    gaussian_sigma: float = 1.0
+    activation: str = "relu"
+    siren_omega0: float = 30.0
 
     def validate(self) -> list[str]:
         errs = []
@@ -52,6 +60,16 @@ class ModelConfig:
             errs.append(f"model.density_activation: must be relu or softplus, got {self.density_activation!r}")
         if self.density_noise < 0:
             errs.append(f"model.density_noise: must be >= 0, got {self.density_noise}")
+        if self.encoding not in ("positional", "none", "gaussian"):
+            errs.append(f"model.encoding: must be positional, none or gaussian, got {self.encoding!r}")
+        if self.gaussian_features < 1:
+            errs.append(f"model.gaussian_features: must be >= 1, got {self.gaussian_features}")
+        if not self.gaussian_sigma > 0:
+            errs.append(f"model.gaussian_sigma: must be > 0, got {self.gaussian_sigma}")
+        if self.activation not in ("relu", "siren"):
+            errs.append(f"model.activation: must be relu or siren, got {self.activation!r}")
+        if not self.siren_omega0 > 0:
+            errs.append(f"model.siren_omega0: must be > 0, got {self.siren_omega0}")
         return errs
 
 

@@ -100,7 +100,8 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
 
 class Trainer:
     def __init__(self, cfg: Config, run_dir: Path, device: torch.device, resume: bool = False,
-                 overwrite: bool = False, log=print, show_progress: bool = True):
+                 overwrite: bool = False, log=print, show_progress: bool = True, init_file: Path | None = None):
+        """init_file: start from a learned initialisation (written by meta-train) instead of the default one."""
         self.cfg, self.run_dir, self.device, self.log = cfg, Path(run_dir), device, log
         self.show_progress = show_progress
         if cfg.train.threads:
@@ -108,9 +109,14 @@ class Trainer:
         self.scene = load_scene(cfg.data, "train")
         self.val_scene = load_scene(dataclasses.replace(cfg.data, max_images=1), "val")
         self.info = SceneInfo.from_scene(self.scene, has_alpha=self.scene.alpha is not None)
-        prepare_run_dir(self.run_dir, resume, overwrite)  # only once the data loaded: no empty run folders
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg, self.info).to(device)
+        if init_file is not None:
+            from nerf.meta import load_init
+
+            load_init(Path(init_file), self.model, cfg)
+            self.log(f"initialised from {init_file}")
+        prepare_run_dir(self.run_dir, resume, overwrite)  # only once the data (and init) loaded: no empty run folders
         self.model.train()
         self.optimizer = torch.optim.Adam(self.model.param_groups(cfg.train.lr), betas=(0.9, 0.999))
         self.generator = torch.Generator(device=device).manual_seed(cfg.train.seed)
@@ -131,8 +137,9 @@ class Trainer:
             return
         state, path = found
         saved_model_cfg = state.get("config", {}).get("model")
-        if saved_model_cfg is not None and saved_model_cfg != dataclasses.asdict(self.cfg.model):
-            diff = [k for k in saved_model_cfg if saved_model_cfg[k] != dataclasses.asdict(self.cfg.model).get(k)]
+        # keys added to ModelConfig since the checkpoint was written are absent from it: compare the saved ones
+        diff = [k for k in saved_model_cfg or {} if saved_model_cfg[k] != dataclasses.asdict(self.cfg.model).get(k)]
+        if diff:
             raise UserError(f"{path}: checkpoint was trained with a different model config (model.{diff[0]}); "
                             "resume with the run's own config or train into a new --out folder")
         try:

@@ -17,7 +17,9 @@ class VanillaNeRF(RenderModel):
         m = cfg.model
         kw = dict(pos_freqs=m.pos_freqs, dir_freqs=m.dir_freqs, depth=m.depth, width=m.width,
                   skip_layer=m.skip_layer, view_width=m.view_width, use_viewdirs=m.use_viewdirs,
-                  density_activation=m.density_activation, density_noise=m.density_noise)
+                  density_activation=m.density_activation, density_noise=m.density_noise,
+                  encoding=m.encoding, gaussian_features=m.gaussian_features, gaussian_sigma=m.gaussian_sigma,
+                  activation=m.activation, siren_omega0=m.siren_omega0)
         self.coarse = NeRFField(**kw)
         self.fine = NeRFField(**kw) if m.n_fine > 0 else None
         self.bf16 = cfg.train.precision == "bf16"
