@@ -98,7 +98,7 @@ def _train(argv: list[str]) -> int:
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation on the test split")
     p.add_argument("--init", help="start from a learned initialisation written by meta-train")
     _common(p)
-    a = p.parse_args(argv)
+    a = p.parse_intermixed_args(argv)  # KEY=VALUE overrides may stand anywhere
 
     from nerf.config import load_config, read_yaml
     from nerf.eval_run import evaluate_run
