@@ -41,8 +41,8 @@ class OccupancyGrid(nn.Module):
         bbox = torch.as_tensor(bbox, dtype=torch.float32).reshape(2, 3)
         self.res, self.step, self.threshold, self.decay = int(res), float(step), float(threshold), float(decay)
         self.register_buffer("bbox", bbox.clone())
-        # Opacity estimate per cell; starts at 1 so cells count as occupied until first visited.
-        self.register_buffer("opacity", torch.ones(self.res ** 3))
+        # Opacity estimate per cell; -1 marks a cell never visited, which counts as occupied.
+        self.register_buffer("opacity", torch.full((self.res ** 3,), -1.0))
         self.register_buffer("occupied", torch.ones(self.res ** 3, dtype=torch.bool))
         # Box around the occupied cells: rays are clipped to it before stepping.
         self.register_buffer("occupied_box", bbox.clone())
@@ -98,9 +98,11 @@ class OccupancyGrid(nn.Module):
         # duplicates in idx: keep the largest new value per cell
         new = torch.zeros_like(self.opacity).scatter_reduce_(0, idx, alpha, reduce="amax", include_self=False)
         seen = torch.zeros_like(self.occupied).index_fill_(0, idx, True)
-        self.opacity.copy_(torch.where(seen, torch.maximum(self.opacity * self.decay, new), self.opacity))
-        thr = min(self.threshold, float(self.opacity.mean()))
-        self.occupied.copy_(self.opacity > thr)
+        old = self.opacity.clamp_min(0.0) * self.decay
+        self.opacity.copy_(torch.where(seen, torch.maximum(old, new), self.opacity))
+        visited = self.opacity >= 0
+        thr = min(self.threshold, float(self.opacity[visited].mean()))
+        self.occupied.copy_((self.opacity > thr) | ~visited)
         self._refresh_box()
 
     def _refresh_box(self) -> None:
