@@ -31,12 +31,14 @@ def trunc_exp(x: torch.Tensor) -> torch.Tensor:
 
 class FastField(nn.Module):
     def __init__(self, encoding: nn.Module, hidden: int = 64, geo_features: int = 15, colour_hidden: int = 64,
-                 sh_degree: int = 4):
+                 sh_degree: int = 4, density_bias: float = 0.0):
         super().__init__()
         self.encoding = encoding
         self.geo_features = geo_features
         self.density_mlp = nn.Sequential(nn.Linear(encoding.out_dim, hidden), nn.ReLU(),
                                          nn.Linear(hidden, 1 + geo_features))
+        with torch.no_grad():  # initial density exp(density_bias) everywhere
+            self.density_mlp[-1].bias[0] = density_bias
         self.dir_enc = SphericalHarmonics(sh_degree)
         self.colour_mlp = nn.Sequential(nn.Linear(geo_features + self.dir_enc.out_dim, colour_hidden), nn.ReLU(),
                                         nn.Linear(colour_hidden, colour_hidden), nn.ReLU(),

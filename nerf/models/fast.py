@@ -10,6 +10,8 @@ refreshes exactly as an uninterrupted one; the grid's state is in buffers, saved
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -28,9 +30,14 @@ class FastNeRF(RenderModel):
         super().__init__(cfg, info)
         fc = self.fc = cfg.model.fast
         bbox = NDC_BOX if info.ndc else info.bbox
-        self.field = FastField(build_encoding(fc, bbox), fc.hidden, fc.geo_features, fc.colour_hidden, fc.sh_degree)
         box = torch.tensor(bbox, dtype=torch.float32)
         step = float((box[1] - box[0]).norm()) / fc.steps
+        # Start as a faint fog: a quarter of the occupancy threshold's opacity per step, so the
+        # first refreshes keep cells by comparing with the mean (as Instant-NGP's tiny steps do)
+        # instead of keeping the whole box until the fog is trained away.
+        bias = math.log(-math.log(1.0 - 0.25 * fc.occ_threshold) / step)
+        self.field = FastField(build_encoding(fc, bbox), fc.hidden, fc.geo_features, fc.colour_hidden, fc.sh_degree,
+                               density_bias=bias)
         self.grid = OccupancyGrid(box, fc.occ_res, step, fc.occ_threshold, fc.occ_decay)
         self.bf16 = cfg.train.precision == "bf16"
         self.seed = cfg.train.seed
