@@ -93,7 +93,7 @@ def run_method(method: str, a, rows: list, run_root: Path) -> dict:
     cams = test.cameras
     scale = a.render_res / cams.width
     render = {}
-    if a.render_res > 0:
+    if a.render_res > 0 and (method == "fast" or a.render_nerf):
         render_view(tr.model, cams, 0, tr.info, cfg.render.chunk, scale=scale)  # warm-up
         t0 = time.perf_counter()
         for i in range(a.render_frames):
@@ -141,6 +141,7 @@ def main(argv=None) -> int:
     p.add_argument("--max-steps", type=int, default=10_000_000)
     p.add_argument("--render-res", type=int, default=400, help="width of the timed novel view (0: skip)")
     p.add_argument("--render-frames", type=int, default=2, help="views timed at --render-res")
+    p.add_argument("--render-nerf", action="store_true", help="also time the paper model's render (slow)")
     p.add_argument("--override", nargs="*", default=[], help="extra KEY=VALUE config overrides for every method")
     p.add_argument("--tag", default=None, help="results file name (default: derived from the settings)")
     a = p.parse_args(argv)
