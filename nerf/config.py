@@ -20,9 +20,72 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
 @dataclass
+class FastConfig:
+    """The `fast` method (nerf/models/fast.py): a grid-backed field marched through an occupancy grid.
+
+    encoding: tensorf (vector-matrix factors, `grid_res`, `tensorf_comp` per plane), hash
+    (multiresolution hash grid), or dense (voxel grid of `dense_features` at `grid_res`^3).
+    hidden/geo_features/colour_hidden: the small MLP heads; sh_degree: spherical harmonics of the
+    view direction (1-4). steps: marching steps along the scene box's diagonal. occ_*: the
+    occupancy grid (resolution, refresh interval in steps, warm-up steps, cells refreshed per
+    update (0 = all in warm-up, a quarter after), opacity threshold, decay). early_stop: stop a
+    ray below this transmittance; alpha_min: drop samples with less opacity. grid_lr_scale:
+    learning-rate factor of the grid parameters relative to train.lr."""
+
+    encoding: str = "tensorf"
+    grid_res: int = 128
+    tensorf_comp: int = 16
+    dense_features: int = 12
+    hash_levels: int = 16
+    hash_features: int = 2
+    hash_log2_size: int = 19
+    hash_base_res: int = 16
+    hash_max_res: int = 1024
+    hidden: int = 64
+    geo_features: int = 15
+    colour_hidden: int = 64
+    sh_degree: int = 4
+    steps: int = 512
+    occ_res: int = 128
+    occ_update_every: int = 16
+    occ_warmup: int = 256
+    occ_cells: int = 0
+    occ_threshold: float = 0.01
+    occ_decay: float = 0.95
+    early_stop: float = 1e-4
+    alpha_min: float = 0.0
+    grid_lr_scale: float = 1.0
+
+    def validate(self) -> list[str]:
+        errs = []
+        if self.encoding not in ("tensorf", "hash", "dense"):
+            errs.append(f"model.fast.encoding: must be tensorf, hash or dense, got {self.encoding!r}")
+        for k in ("grid_res", "tensorf_comp", "dense_features", "hash_levels", "hash_features", "hash_base_res",
+                  "hash_max_res", "hidden", "geo_features", "colour_hidden", "steps", "occ_res", "occ_update_every"):
+            if getattr(self, k) < 1:
+                errs.append(f"model.fast.{k}: must be >= 1, got {getattr(self, k)}")
+        if not 10 <= self.hash_log2_size <= 24:
+            errs.append(f"model.fast.hash_log2_size: must be in [10, 24], got {self.hash_log2_size}")
+        if not 1 <= self.sh_degree <= 4:
+            errs.append(f"model.fast.sh_degree: must be in [1, 4], got {self.sh_degree}")
+        for k in ("occ_warmup", "occ_cells", "alpha_min"):
+            if getattr(self, k) < 0:
+                errs.append(f"model.fast.{k}: must be >= 0, got {getattr(self, k)}")
+        for k in ("occ_threshold", "early_stop"):
+            if not 0 < getattr(self, k) < 1:
+                errs.append(f"model.fast.{k}: must be in (0, 1), got {getattr(self, k)}")
+        if not 0 < self.occ_decay <= 1:
+            errs.append(f"model.fast.occ_decay: must be in (0, 1], got {self.occ_decay}")
+        if not self.grid_lr_scale > 0:
+            errs.append(f"model.fast.grid_lr_scale: must be > 0, got {self.grid_lr_scale}")
+        return errs
+
+
+@dataclass
 class ModelConfig:
-    """method: nerf (the paper model). Paper-model fields: positional-encoding frequencies,
-    MLP depth/width (skip connection after layer `skip_layer`), coarse/fine sample counts."""
+    """method: nerf (the paper model) or fast (grid field + occupancy grid, options in `fast`).
+    Paper-model fields: positional-encoding frequencies, MLP depth/width (skip connection after
+    layer `skip_layer`), coarse/fine sample counts."""
 
     method: str = "nerf"
     pos_freqs: int = 10
@@ -45,9 +108,10 @@ class ModelConfig:
     gaussian_sigma: float = 1.0
     activation: str = "relu"
     siren_omega0: float = 30.0
+    fast: FastConfig = field(default_factory=FastConfig)
 
     def validate(self) -> list[str]:
-        errs = []
+        errs = self.fast.validate() if self.method == "fast" else []
         for k in ("pos_freqs", "dir_freqs"):
             if getattr(self, k) < 0:
                 errs.append(f"model.{k}: must be >= 0, got {getattr(self, k)}")

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from nerf.models.base import SceneInfo, RenderModel
 from nerf.models.vanilla import VanillaNeRF
+from nerf.models.fast import FastNeRF
 from nerf.errors import ConfigError
 
-METHODS = {"nerf": VanillaNeRF}
+METHODS = {"nerf": VanillaNeRF, "fast": FastNeRF}
 
 
 def build_model(cfg, info: SceneInfo) -> RenderModel:

@@ -1,0 +1,65 @@
+"""A grid-backed radiance field: a position encoding (hash / factorised / dense grid) feeding a
+small density MLP, whose geometry features plus the spherical-harmonics encoded view direction
+feed a small colour MLP. positions, directions (n, 3) -> density (n,) >= 0, rgb (n, 3) in (0, 1).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nerf.grid_encodings import SphericalHarmonics
+
+
+class _TruncExp(torch.autograd.Function):
+    """exp(x) with the gradient's exponent clamped at 15, so a large raw density cannot blow up
+    the update (Instant-NGP's density activation)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.exp(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * torch.exp(x.clamp(max=15.0))
+
+
+def trunc_exp(x: torch.Tensor) -> torch.Tensor:
+    return _TruncExp.apply(x)
+
+
+class FastField(nn.Module):
+    def __init__(self, encoding: nn.Module, hidden: int = 64, geo_features: int = 15, colour_hidden: int = 64,
+                 sh_degree: int = 4, density_bias: float = 0.0):
+        super().__init__()
+        self.encoding = encoding
+        self.geo_features = geo_features
+        self.density_mlp = nn.Sequential(nn.Linear(encoding.out_dim, hidden), nn.ReLU(),
+                                         nn.Linear(hidden, 1 + geo_features))
+        with torch.no_grad():  # initial density exp(density_bias) everywhere
+            self.density_mlp[-1].bias[0] = density_bias
+        self.dir_enc = SphericalHarmonics(sh_degree)
+        self.colour_mlp = nn.Sequential(nn.Linear(geo_features + self.dir_enc.out_dim, colour_hidden), nn.ReLU(),
+                                        nn.Linear(colour_hidden, colour_hidden), nn.ReLU(),
+                                        nn.Linear(colour_hidden, 3))
+
+    def grid_parameters(self) -> list[nn.Parameter]:
+        return list(self.encoding.parameters())
+
+    def mlp_parameters(self) -> list[nn.Parameter]:
+        return list(self.density_mlp.parameters()) + list(self.colour_mlp.parameters())
+
+    def _geometry(self, x: torch.Tensor) -> torch.Tensor:
+        return self.density_mlp(self.encoding(x))
+
+    def density(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, 3) -> (n,) density."""
+        return trunc_exp(self._geometry(x)[:, 0].float())
+
+    def forward(self, x: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self._geometry(x)
+        sigma = trunc_exp(h[:, 0].float())
+        sh = self.dir_enc(d).to(h.dtype)
+        rgb = torch.sigmoid(self.colour_mlp(torch.cat([h[:, 1:], sh], -1)).float())
+        return sigma, rgb

@@ -1,0 +1,199 @@
+"""Grid-backed encodings of position: multiresolution hash grid, TensoRF vector-matrix factors,
+dense voxel grid; and the spherical-harmonics encoding of directions.
+
+Every position encoding maps world points (n, 3) inside `bbox` (2, 3) to features (n, out_dim);
+points outside the box are clamped onto it. Interpolation is trilinear (bilinear x linear for
+the factorised grid), so features are continuous in position; gradients reach only the grid
+entries that the interpolation touched (the rest get exact zeros).
+
+Hot-path notes (measured on a 2-core AVX-512 CPU, see benchmarks/): the hash grid uses
+`F.embedding_bag` with per-sample weights for the 8-corner gather + weighted sum (one fused
+kernel forward and backward instead of materialising (n, L, 8, F) tensors); the dense and
+factorised grids use `F.grid_sample`, whose trilinear/bilinear kernels are vectorised.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_PRIMES = (1, 2654435761, 805459861)
+_CORNERS = torch.tensor([[(c >> 0) & 1, (c >> 1) & 1, (c >> 2) & 1] for c in range(8)], dtype=torch.long)
+
+
+class _BoxEncoding(nn.Module):
+    """Base: holds the scene box and maps world points to the unit cube [0, 1]^3."""
+
+    def __init__(self, bbox):
+        super().__init__()
+        bbox = torch.as_tensor(bbox, dtype=torch.float32).reshape(2, 3)
+        self.register_buffer("box_lo", bbox[0].clone(), persistent=False)
+        self.register_buffer("box_size", (bbox[1] - bbox[0]).clone(), persistent=False)
+
+    def unit(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x.float() - self.box_lo) / self.box_size).clamp(0.0, 1.0)
+
+
+class HashGrid(_BoxEncoding):
+    """Multiresolution hash encoding (Instant-NGP's idea, our own code).
+
+    `n_levels` grids with resolutions growing geometrically from `base_res` to `max_res`; each
+    level stores `n_features` per vertex in a table of 2**log2_size rows. Levels whose
+    (res + 1)^3 vertices fit the table are indexed densely (no collisions), finer ones by the
+    spatial hash xor(x * 1, y * 2654435761, z * 805459861) mod table size.
+    Output: (n, n_levels * n_features), level-major.
+    """
+
+    def __init__(self, bbox, n_levels=16, n_features=2, log2_size=19, base_res=16, max_res=2048,
+                 init_scale=1e-4):
+        super().__init__(bbox)
+        self.n_levels, self.n_features, self.table_size = n_levels, n_features, 2 ** log2_size
+        growth = math.exp((math.log(max_res) - math.log(base_res)) / max(n_levels - 1, 1))
+        res = [int(math.floor(base_res * growth ** lvl)) for lvl in range(n_levels)]
+        self.resolutions = res
+        # Per level: how many rows it really uses (dense levels need fewer than the table).
+        sizes = [min((r + 1) ** 3, self.table_size) for r in res]
+        offsets = [0]
+        for s in sizes:
+            offsets.append(offsets[-1] + s)
+        self.level_sizes, self.level_offsets = sizes, offsets
+        self.table = nn.Parameter(torch.empty(offsets[-1], n_features).uniform_(-init_scale, init_scale))
+        self.register_buffer("res_t", torch.tensor(res, dtype=torch.float32), persistent=False)
+        self.register_buffer("corners", _CORNERS.clone(), persistent=False)
+        self.out_dim = n_levels * n_features
+
+    def corner_indices(self, x01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows of the table (n, L, 8) and trilinear weights (n, L, 8) of unit-cube points (n, 3)."""
+        pos = x01[:, None, :] * self.res_t[None, :, None]  # (n, L, 3)
+        p0 = torch.minimum(pos.floor(), (self.res_t - 1)[None, :, None])
+        frac = pos - p0
+        p0 = p0.long()
+        idx = []
+        for lvl, r in enumerate(self.resolutions):
+            c = p0[:, lvl, None, :] + self.corners  # (n, 8, 3)
+            if (r + 1) ** 3 <= self.table_size:
+                i = c[..., 0] + (r + 1) * (c[..., 1] + (r + 1) * c[..., 2])
+            else:
+                i = (c[..., 0] * _PRIMES[0]) ^ (c[..., 1] * _PRIMES[1]) ^ (c[..., 2] * _PRIMES[2])
+                i = i & (self.table_size - 1)
+            idx.append(i + self.level_offsets[lvl])
+        idx = torch.stack(idx, 1)  # (n, L, 8)
+        # weight of corner (a, b, c): prod over dims of frac (bit 1) or 1 - frac (bit 0)
+        f = torch.stack([1.0 - frac, frac], -1)  # (n, L, 3, 2)
+        w = (f[:, :, 0, self.corners[:, 0]] * f[:, :, 1, self.corners[:, 1]] * f[:, :, 2, self.corners[:, 2]])
+        return idx, w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        with torch.no_grad():
+            idx, w = self.corner_indices(self.unit(x))
+        feats = _WeightedGather.apply(self.table, idx.reshape(n * self.n_levels, 8),
+                                      w.reshape(n * self.n_levels, 8).to(self.table.dtype))
+        return feats.reshape(n, self.n_levels * self.n_features)
+
+
+class _WeightedGather(torch.autograd.Function):
+    """out[b] = sum_k w[b, k] * table[idx[b, k]]: `embedding_bag` forward (one fused kernel),
+    `index_add_` backward (measured ~3x faster on CPU than embedding_bag's own backward).
+    Only the rows in `idx` receive gradient."""
+
+    @staticmethod
+    def forward(ctx, table, idx, w):
+        ctx.save_for_backward(idx, w)
+        ctx.table_shape = table.shape
+        return F.embedding_bag(idx, table, mode="sum", per_sample_weights=w)
+
+    @staticmethod
+    def backward(ctx, grad):
+        idx, w = ctx.saved_tensors
+        contrib = (grad[:, None, :] * w[..., None]).reshape(-1, ctx.table_shape[1])
+        g = torch.zeros(ctx.table_shape, dtype=grad.dtype, device=grad.device)
+        return g.index_add_(0, idx.reshape(-1), contrib), None, None
+
+
+class DenseGrid(_BoxEncoding):
+    """A dense voxel grid of `n_features` per vertex at `res`^3 vertices, interpolated trilinearly.
+    Output: (n, n_features)."""
+
+    def __init__(self, bbox, res=128, n_features=16, init_scale=1e-1):
+        super().__init__(bbox)
+        self.res = res
+        self.grid = nn.Parameter(torch.empty(1, n_features, res, res, res).uniform_(-init_scale, init_scale))
+        self.out_dim = n_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = (self.unit(x) * 2.0 - 1.0).to(self.grid.dtype)  # grid_sample order: (x->W, y->H, z->D)
+        out = F.grid_sample(self.grid, g.view(1, -1, 1, 1, 3), mode="bilinear", align_corners=True)
+        return out.view(self.grid.shape[1], -1).t()
+
+
+class TensoRFVM(_BoxEncoding):
+    """TensoRF's vector-matrix factorisation (our own code): for each axis pair m in
+    (xy, xz, yz) a plane P_m (n_comp, res, res) and for the remaining axis a line L_m
+    (n_comp, res). Feature of point p: concat_m P_m(p_uv) * L_m(p_w), bilinear in the plane and
+    linear on the line. Output: (n, 3 * n_comp). A field that is a sum of such products is
+    represented exactly at any point (see tests)."""
+
+    PLANES = ((0, 1), (0, 2), (1, 2))
+    LINES = (2, 1, 0)
+
+    def __init__(self, bbox, res=128, n_comp=16, init_scale=1e-1):
+        super().__init__(bbox)
+        self.res, self.n_comp = res, n_comp
+        self.planes = nn.Parameter(init_scale * torch.randn(3, n_comp, res, res))
+        self.lines = nn.Parameter(init_scale * torch.randn(3, n_comp, res, 1))
+        self.out_dim = 3 * n_comp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = (self.unit(x) * 2.0 - 1.0).to(self.planes.dtype)  # (n, 3) in [-1, 1]
+        n = u.shape[0]
+        # grid_sample 2D: grid[..., 0] indexes width (last dim), grid[..., 1] height.
+        plane_uv = torch.stack([u[:, [a, b]] for a, b in self.PLANES])  # (3, n, 2): (a -> W, b -> H)
+        line_w = torch.stack([u[:, w] for w in self.LINES])  # (3, n)
+        line_uv = torch.stack([torch.zeros_like(line_w), line_w], -1)  # width 1, height res
+        p = F.grid_sample(self.planes, plane_uv.view(3, n, 1, 2), mode="bilinear", align_corners=True)
+        ln = F.grid_sample(self.lines, line_uv.view(3, n, 1, 2), mode="bilinear", align_corners=True)
+        feats = (p * ln).view(3, self.n_comp, n)  # (3, C, n)
+        return feats.permute(2, 0, 1).reshape(n, 3 * self.n_comp)
+
+
+class SphericalHarmonics(nn.Module):
+    """Real spherical harmonics of unit directions (n, 3) up to `degree` - 1 (degree 4 -> 16 terms)."""
+
+    def __init__(self, degree: int = 4):
+        super().__init__()
+        if not 1 <= degree <= 4:
+            raise ValueError(f"spherical harmonics degree must be 1..4, got {degree}")
+        self.degree = degree
+        self.out_dim = degree * degree
+
+    def forward(self, d: torch.Tensor) -> torch.Tensor:
+        x, y, z = d.unbind(-1)
+        out = [torch.full_like(x, 0.28209479177387814)]
+        if self.degree > 1:
+            c1 = 0.4886025119029199
+            out += [-c1 * y, c1 * z, -c1 * x]
+        if self.degree > 2:
+            xx, yy, zz = x * x, y * y, z * z
+            out += [1.0925484305920792 * x * y, -1.0925484305920792 * y * z,
+                    0.31539156525252005 * (2 * zz - xx - yy), -1.0925484305920792 * x * z,
+                    0.5462742152960396 * (xx - yy)]
+        if self.degree > 3:
+            out += [-0.5900435899266435 * y * (3 * xx - yy), 2.890611442640554 * x * y * z,
+                    -0.4570457994644658 * y * (4 * zz - xx - yy), 0.3731763325901154 * z * (2 * zz - 3 * xx - 3 * yy),
+                    -0.4570457994644658 * x * (4 * zz - xx - yy), 1.445305721320277 * z * (xx - yy),
+                    -0.5900435899266435 * x * (xx - 3 * yy)]
+        return torch.stack(out, -1)
+
+
+def build_encoding(fc, bbox) -> nn.Module:
+    """The position encoding named by `fc.encoding` (a FastConfig)."""
+    if fc.encoding == "hash":
+        return HashGrid(bbox, fc.hash_levels, fc.hash_features, fc.hash_log2_size, fc.hash_base_res, fc.hash_max_res)
+    if fc.encoding == "tensorf":
+        return TensoRFVM(bbox, fc.grid_res, fc.tensorf_comp)
+    if fc.encoding == "dense":
+        return DenseGrid(bbox, fc.grid_res, fc.dense_features)
+    raise ValueError(f"unknown encoding {fc.encoding!r}")

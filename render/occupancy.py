@@ -1,0 +1,184 @@
+"""An occupancy grid over the scene box: skip empty space and stop rays early.
+
+The grid holds, per cell of a res^3 lattice over the box, a running estimate of the opacity
+(alpha over one marching step) the field has there, refreshed from a density callable
+(Instant-NGP's scheme, our own code): each refresh evaluates the density at one random point
+in a set of cells (all cells during warm-up, then a random subset plus a random subset of the
+occupied ones), keeps max(old * decay, new), and marks a cell occupied when its value exceeds
+min(threshold, mean). State lives in buffers so it is saved with a model's state dict.
+
+Marching (`march`) steps each ray through the box at a fixed step, keeps the steps that fall in
+occupied cells, and then evaluates density in rounds of growing size (8, 16, 32, ... steps per
+ray) so that a ray stops as soon as its transmittance drops below `early_stop`: no Python loop
+over rays or samples, a handful of rounds per batch. It returns packed samples (see
+`render.packed`) that matter for compositing.
+
+No learned parameters; the density is any callable positions (m, 3) -> (m,).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from render.packed import exclusive_segment_cumsum, segment_starts, tau_from_alpha
+
+
+def ray_box(origins: torch.Tensor, dirs: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor):
+    """Entry and exit distances (n,) of rays with the box [lo, hi] (exit < entry on a miss)."""
+    safe = torch.where(dirs.abs() < 1e-9, torch.full_like(dirs, 1e-9), dirs)
+    inv = 1.0 / safe
+    t0, t1 = (lo - origins) * inv, (hi - origins) * inv
+    return torch.minimum(t0, t1).amax(-1), torch.maximum(t0, t1).amin(-1)
+
+
+class OccupancyGrid(nn.Module):
+    """res^3 occupancy over `bbox` (2, 3); `step` is the marching step the opacities refer to."""
+
+    def __init__(self, bbox, res: int = 128, step: float = 0.01, threshold: float = 0.01, decay: float = 0.95):
+        super().__init__()
+        bbox = torch.as_tensor(bbox, dtype=torch.float32).reshape(2, 3)
+        self.res, self.step, self.threshold, self.decay = int(res), float(step), float(threshold), float(decay)
+        self.register_buffer("bbox", bbox.clone())
+        # Opacity estimate per cell; -1 marks a cell never visited, which counts as occupied.
+        self.register_buffer("opacity", torch.full((self.res ** 3,), -1.0))
+        self.register_buffer("occupied", torch.ones(self.res ** 3, dtype=torch.bool))
+        # Box around the occupied cells: rays are clipped to it before stepping.
+        self.register_buffer("occupied_box", bbox.clone())
+
+    # ------------------------------------------------------------------ lookups
+    def cell_index(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flat cell index (m,) of points (m, 3) and whether each lies inside the box."""
+        lo, hi = self.bbox[0], self.bbox[1]
+        u = (points - lo) / (hi - lo)
+        inside = ((u >= 0) & (u <= 1)).all(-1)
+        c = (u * self.res).long().clamp(0, self.res - 1)
+        return (c[:, 0] * self.res + c[:, 1]) * self.res + c[:, 2], inside
+
+    def is_occupied(self, points: torch.Tensor) -> torch.Tensor:
+        idx, inside = self.cell_index(points)
+        return self.occupied[idx] & inside
+
+    def cell_centres(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.cell_points(idx, torch.full((idx.shape[0], 3), 0.5, device=idx.device))
+
+    def cell_points(self, idx: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """World points at `offsets` (m, 3) in [0, 1) within cells `idx` (m,)."""
+        r = self.res
+        c = torch.stack([idx // (r * r), (idx // r) % r, idx % r], -1).float()
+        lo, hi = self.bbox[0], self.bbox[1]
+        return lo + (c + offsets) / r * (hi - lo)
+
+    # ------------------------------------------------------------------ refresh
+    @torch.no_grad()
+    def update(self, density_fn: Callable[[torch.Tensor], torch.Tensor], generator: torch.Generator | None,
+               warmup: bool, n_cells: int = 0, chunk: int = 1 << 18) -> None:
+        """Re-estimate the opacity of a set of cells from `density_fn` and re-threshold.
+
+        warmup: all cells if `n_cells` is 0 or >= res^3, else `n_cells` random cells; after
+        warm-up: n_cells / 2 random cells plus n_cells / 2 random occupied cells.
+        """
+        total = self.res ** 3
+        dev = self.opacity.device
+        if warmup and (n_cells <= 0 or n_cells >= total):
+            idx = torch.arange(total, device=dev)
+        elif warmup:
+            idx = torch.randint(0, total, (n_cells,), generator=generator, device=dev)
+        else:
+            n = (n_cells if n_cells > 0 else total // 4) // 2
+            uniform = torch.randint(0, total, (n,), generator=generator, device=dev)
+            occ = self.occupied.nonzero(as_tuple=True)[0]
+            pick = torch.randint(0, max(occ.numel(), 1), (n,), generator=generator, device=dev)
+            idx = torch.cat([uniform, occ[pick]]) if occ.numel() else uniform
+        offsets = torch.rand(idx.shape[0], 3, generator=generator, device=dev)
+        pts = self.cell_points(idx, offsets)
+        sigma = torch.cat([density_fn(pts[s:s + chunk]).float().reshape(-1) for s in range(0, pts.shape[0], chunk)])
+        alpha = 1.0 - torch.exp(-sigma.clamp_min(0) * self.step)
+        # duplicates in idx: keep the largest new value per cell
+        new = torch.zeros_like(self.opacity).scatter_reduce_(0, idx, alpha, reduce="amax", include_self=False)
+        seen = torch.zeros_like(self.occupied).index_fill_(0, idx, True)
+        old = self.opacity.clamp_min(0.0) * self.decay
+        self.opacity.copy_(torch.where(seen, torch.maximum(old, new), self.opacity))
+        visited = self.opacity >= 0
+        thr = min(self.threshold, float(self.opacity[visited].mean()))
+        self.occupied.copy_((self.opacity > thr) | ~visited)
+        self._refresh_box()
+
+    def _refresh_box(self) -> None:
+        occ = self.occupied.nonzero(as_tuple=True)[0]
+        if occ.numel() == 0:
+            self.occupied_box.copy_(self.bbox[0].expand(2, 3))  # empty: a degenerate box
+            return
+        r = self.res
+        c = torch.stack([occ // (r * r), (occ // r) % r, occ % r], -1)
+        lo, hi = self.bbox[0], self.bbox[1]
+        size = (hi - lo) / r
+        self.occupied_box[0] = lo + c.amin(0).float() * size
+        self.occupied_box[1] = lo + (c.amax(0).float() + 1) * size
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def candidates(self, origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
+                   offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Steps that fall in occupied cells, packed: midpoints t (m,) and ray_idx (m,).
+
+        Ray i is stepped at t = t_in + (k + offset_i) * step, k = 0, 1, ..., inside [near, far]
+        clipped to the box around occupied cells; offset (n,) in [0, 1) (0.5 for rendering,
+        random for training)."""
+        n = origins.shape[0]
+        t_in, t_out = ray_box(origins, dirs, self.occupied_box[0], self.occupied_box[1])
+        t_in = torch.maximum(t_in, near.reshape(-1))
+        t_out = torch.minimum(t_out, far.reshape(-1))
+        counts = torch.ceil((t_out - t_in) / self.step - offset).clamp_min(0).long()
+        ray_idx = torch.repeat_interleave(torch.arange(n, device=origins.device), counts)
+        starts = torch.cumsum(counts, 0) - counts
+        k = torch.arange(ray_idx.shape[0], device=origins.device) - starts[ray_idx]
+        t = t_in[ray_idx] + (k.float() + offset[ray_idx]) * self.step
+        keep = self.is_occupied(origins[ray_idx] + dirs[ray_idx] * t[:, None])
+        return t[keep], ray_idx[keep]
+
+    @torch.no_grad()
+    def march(self, origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
+              offset: torch.Tensor, density_fn: Callable[[torch.Tensor], torch.Tensor] | None,
+              early_stop: float = 1e-4, alpha_min: float = 0.0, first_round: int = 8
+              ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Samples that matter: midpoints t (m,), ray_idx (m,) and how many density evaluations
+        it took. Each sample is the interval [t - step/2, t + step/2].
+
+        With a `density_fn`, a step is kept when the ray's transmittance before it is above
+        `early_stop` and its alpha is above `alpha_min`; rays stop once transmittance falls
+        below `early_stop`. Density is evaluated in rounds: the first `first_round` occupied
+        steps of every ray, then the next 2x as many for the rays still alive, and so on.
+        """
+        t, ray_idx = self.candidates(origins, dirs, near, far, offset)
+        if density_fn is None or t.numel() == 0:
+            return t, ray_idx, 0
+        n = origins.shape[0]
+        _, starts = segment_starts(ray_idx, n)
+        k = torch.arange(t.shape[0], device=t.device) - starts[ray_idx]
+        rnd = torch.floor(torch.log2(k.float() / first_round + 1.0)).long()  # round r: k in [K(2^r-1), K(2^(r+1)-1))
+        order = torch.argsort(rnd, stable=True)  # rounds contiguous; rays sorted within a round
+        bounds = torch.cumsum(torch.bincount(rnd), 0).tolist()
+        acc_tau = torch.zeros(n, device=t.device)
+        alive = torch.ones(n, dtype=torch.bool, device=t.device)
+        keep = torch.zeros(t.shape[0], dtype=torch.bool, device=t.device)
+        evaluated, lo = 0, 0
+        for hi in bounds:
+            sel = order[lo:hi]
+            lo = hi
+            sel = sel[alive[ray_idx[sel]]]
+            if sel.numel() == 0:
+                break
+            r_idx = ray_idx[sel]
+            pts = origins[r_idx] + dirs[r_idx] * t[sel, None]
+            sigma = density_fn(pts).float().reshape(-1)
+            evaluated += sel.numel()
+            alpha = 1.0 - torch.exp(-sigma.clamp_min(0) * self.step)
+            tau = tau_from_alpha(alpha)
+            _, round_starts = segment_starts(r_idx, n)
+            before = acc_tau[r_idx] + exclusive_segment_cumsum(tau, r_idx, round_starts)
+            keep[sel] = (torch.exp(-before) > early_stop) & (alpha > alpha_min)
+            acc_tau.index_add_(0, r_idx, tau)
+            alive &= torch.exp(-acc_tau) > early_stop
+        return t[keep], ray_idx[keep], evaluated
