@@ -74,7 +74,7 @@ class FastNeRF(RenderModel):
             ray_idx = torch.zeros(1, dtype=torch.long, device=o.device)
         pts = o[ray_idx] + d[ray_idx] * t[:, None]
         with self._autocast(o.device.type):
-            sigma, rgb = self.field(pts, d[ray_idx])
+            sigma, rgb = self.field(pts, rays.view_directions[ray_idx])  # real directions, also in NDC
         out = composite_packed(sigma.float(), rgb.float(), t_start, t_end, ray_idx, n, self.background, rays.far)
         out["samples_per_ray"] = float(t_start.numel()) / max(n, 1)
         out["evaluated_per_ray"] = float(evaluated) / max(n, 1)
