@@ -208,7 +208,7 @@ class Trainer:
         """Repeated numerical faults: reload the newest checkpoint's weights, halve the learning rate."""
         found = load_latest_checkpoint(self.run_dir, map_location=self.device)
         self.lr_scale *= 0.5
-        where = "its initial weights"
+        where = "no checkpoint yet, weights kept"
         if found is not None:
             state, path = found
             self.model.load_state_dict(state["model"])
@@ -217,7 +217,7 @@ class Trainer:
         self.rollbacks += 1
         self.fault_streak = 0
         self.log(f"warning: {self.cfg.train.max_bad_steps} non-finite steps in a row at step {self.step}; "
-                 f"rolled back to {where} with the learning rate scaled by {self.lr_scale:g}")
+                 f"rolled back ({where}) with the learning rate scaled by {self.lr_scale:g}")
 
     def check_collapse(self, figs: dict[str, float]) -> str | None:
         """Advice if the field has collapsed to all-empty or (for scenes with background) all-solid."""

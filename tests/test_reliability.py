@@ -190,7 +190,7 @@ def test_repeated_faults_roll_back_with_lower_lr(tmp_path, monkeypatch):
     tr = Trainer(cfg, tmp_path / "r", torch.device("cpu"), show_progress=False, log=logs.append)
     tr.train()
     assert tr.rollbacks == 1 and tr.lr_scale == 0.5 and tr.skipped_steps == 4
-    assert any("rolled back to step_0000006.pt" in m for m in logs)
+    assert any("rolled back (step_0000006.pt)" in m for m in logs)
 
 
 def test_collapsed_field_is_reported(tmp_path, monkeypatch):
