@@ -31,3 +31,9 @@ def view_pixel_rays(cameras, index: int, info: SceneInfo, start: int, stop: int,
     x = ((n % w).float() + 0.5) / scale
     y = (torch.div(n, w, rounding_mode="floor").float() + 0.5) / scale
     return pixel_rays(cameras, torch.full_like(n, index), x, y, info)
+
+
+def view_rays(cameras, index: int, info: SceneInfo, scale: float = 1.0) -> RayBundle:
+    """All rays of one view at once (small images; whole frames go through `view_pixel_rays` in chunks)."""
+    h, w = int(round(cameras.height * scale)), int(round(cameras.width * scale))
+    return view_pixel_rays(cameras, index, info, 0, h * w, scale)
