@@ -14,21 +14,31 @@ import torch
 from datasets.errors import DatasetError
 
 
-def read_image(path: Path) -> np.ndarray:
-    """An image file as float32 (H, W, C) in [0, 1], C = 3 or 4; a one-line error if unreadable."""
-    import imageio.v3 as iio
-
+def check_image_file(path: Path) -> None:
+    """A one-line error if `path` is not an existing file (also for names no filesystem accepts)."""
     try:
         exists = path.is_file()
     except (OSError, ValueError):  # e.g. a NUL byte or an over-long name in a listed path
         exists = False
     if not exists:
         raise DatasetError(f"{path}: image file not found")
+
+
+def unreadable(path: Path, exc: Exception) -> DatasetError:
+    """The one-line error for an image file that exists but does not decode."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return DatasetError(f"{path}: cannot read image ({first})")
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An image file as float32 (H, W, C) in [0, 1], C = 3 or 4; a one-line error if unreadable."""
+    import imageio.v3 as iio
+
+    check_image_file(path)
     try:
         img = iio.imread(path)
     except Exception as exc:  # imageio raises many types for corrupt files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatasetError(f"{path}: cannot read image ({first})") from None
+        raise unreadable(path, exc) from None
     if img.ndim == 2:
         img = img[..., None].repeat(3, axis=-1)
     if img.ndim != 3 or img.shape[-1] not in (1, 3, 4):

@@ -26,6 +26,7 @@ import numpy as np
 from datasets.blender import read_json
 from datasets.captures import Frame, build_scene
 from datasets.errors import DatasetError
+from datasets.imageops import check_image_file, unreadable
 from datasets.options import DataOptions
 from datasets.poses import to_homogeneous
 from datasets.scene import Scene
@@ -56,12 +57,11 @@ def _image_size(path: Path) -> tuple[int, int]:
     """(width, height) of an image file without decoding all of it where the format allows."""
     import imageio.v3 as iio
 
-    if not path.is_file():
-        raise DatasetError(f"{path}: image file not found")
+    check_image_file(path)
     try:
         props = iio.improps(path)
     except Exception as exc:  # noqa: BLE001 - imageio raises many types for corrupt files
-        raise DatasetError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
+        raise unreadable(path, exc) from None
     return int(props.shape[1]), int(props.shape[0])
 
 

@@ -296,3 +296,20 @@ def test_malformed_transforms_json_only_raises_dataset_error(tmp_path, doc, raw)
         load_scene(DataOptions(path=str(root)), "train")
     except DatasetError as exc:
         assert "\n" not in str(exc) and "transforms_train.json" in str(exc) or "r_0" in str(exc) or str(root) in str(exc)
+
+
+def test_malformed_yaml_config_from_the_command_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  max_steps: [1, 2\n")
+    code, err = _train_cli(capsys, "--config", str(bad), "--out", str(tmp_path / "r"))
+    assert code == 2 and f"{bad}: malformed YAML at line" in err and len(err.splitlines()) == 1
+
+
+def test_llff_images_and_poses_must_match(tmp_path, capsys, fern_dir):
+    root = tmp_path / "fern"
+    (root / "images_8").mkdir(parents=True)
+    (root / "poses_bounds.npy").write_bytes((fern_dir / "poses_bounds.npy").read_bytes())
+    for src in sorted((fern_dir / "images_8").iterdir())[:5]:  # 5 images for 20 poses
+        (root / "images_8" / src.name).write_bytes(src.read_bytes())
+    code, err = _train_cli(capsys, "--data", str(root), "--out", str(tmp_path / "r"))
+    assert code == 2 and "holds 5 images but poses_bounds.npy has 20 poses" in err and len(err.splitlines()) == 1
