@@ -112,13 +112,17 @@ def read_cameras_bin(path: Path) -> dict[int, tuple[str, int, int, np.ndarray]]:
     return cams
 
 
-def read_cameras_txt(path: Path) -> dict[int, tuple[str, int, int, np.ndarray]]:
-    cams = {}
+
+def _records(path: Path):
+    """(line number, whitespace-split fields) of each non-empty, non-comment line of a COLMAP .txt file."""
     for lineno, line in enumerate(path.read_text().splitlines(), 1):
         line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split()
+        if line and not line.startswith("#"):
+            yield lineno, line.split()
+
+def read_cameras_txt(path: Path) -> dict[int, tuple[str, int, int, np.ndarray]]:
+    cams = {}
+    for lineno, parts in _records(path):
         try:
             cam_id, model, w, h = int(parts[0]), parts[1].upper(), int(parts[2]), int(parts[3])
             params = [float(p) for p in parts[4:]]
@@ -195,11 +199,7 @@ def read_points_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def read_points_txt(path: Path) -> tuple[np.ndarray, np.ndarray]:
     ids, xyz = [], []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split()
+    for lineno, parts in _records(path):
         try:
             ids.append(int(parts[0]))
             xyz.append([float(v) for v in parts[1:4]])

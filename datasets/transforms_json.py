@@ -88,21 +88,18 @@ def frame_from_json(root: Path, path: Path, meta: dict, fr: dict, k: int) -> Fra
     w, h = int(_number(w, "w", where, path)), int(_number(h, "h", where, path))
     if w < 1 or h < 1:
         raise DatasetError(f"{path}: {where} image size {w}x{h} must be positive")
-    fx = fy = None
-    if get("fl_x") is not None:
-        fx = _number(get("fl_x"), "fl_x", where, path)
-    elif get("camera_angle_x") is not None:
-        a = _number(get("camera_angle_x"), "camera_angle_x", where, path)
+    def focal(axis: str, size: int) -> float | None:
+        """fl_<axis> if given, else from camera_angle_<axis> and the image size, else None."""
+        if get(f"fl_{axis}") is not None:
+            return _number(get(f"fl_{axis}"), f"fl_{axis}", where, path)
+        if get(f"camera_angle_{axis}") is None:
+            return None
+        a = _number(get(f"camera_angle_{axis}"), f"camera_angle_{axis}", where, path)
         if not 0 < a < math.pi:
-            raise DatasetError(f"{path}: {where} 'camera_angle_x' must be in (0, pi), got {a}")
-        fx = 0.5 * w / math.tan(0.5 * a)
-    if get("fl_y") is not None:
-        fy = _number(get("fl_y"), "fl_y", where, path)
-    elif get("camera_angle_y") is not None:
-        a = _number(get("camera_angle_y"), "camera_angle_y", where, path)
-        if not 0 < a < math.pi:
-            raise DatasetError(f"{path}: {where} 'camera_angle_y' must be in (0, pi), got {a}")
-        fy = 0.5 * h / math.tan(0.5 * a)
+            raise DatasetError(f"{path}: {where} 'camera_angle_{axis}' must be in (0, pi), got {a}")
+        return 0.5 * size / math.tan(0.5 * a)
+
+    fx, fy = focal("x", w), focal("y", h)
     if fx is None and fy is None:
         raise DatasetError(f"{path}: {where} has no focal length (fl_x / fl_y or camera_angle_x / camera_angle_y)")
     fx = fy if fx is None else fx
