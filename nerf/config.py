@@ -30,7 +30,9 @@ class FastConfig:
     occupancy grid (resolution, refresh interval in steps, warm-up steps, cells refreshed per
     update (0 = all in warm-up, a quarter after), opacity threshold, decay). early_stop: stop a
     ray below this transmittance; alpha_min: drop samples with less opacity. grid_lr_scale:
-    learning-rate factor of the grid parameters relative to train.lr."""
+    learning-rate factor of the grid parameters relative to train.lr. carve: start the occupancy
+    grid from the training silhouettes (visual hull) when the images have alpha. init_alpha: opacity
+    per marching step of the initial fog (keep it above occ_threshold)."""
 
     encoding: str = "tensorf"
     grid_res: int = 128
@@ -55,6 +57,8 @@ class FastConfig:
     early_stop: float = 1e-4
     alpha_min: float = 0.0
     grid_lr_scale: float = 1.0
+    carve: bool = True
+    init_alpha: float = 0.02
 
     def validate(self) -> list[str]:
         errs = []
@@ -71,7 +75,7 @@ class FastConfig:
         for k in ("occ_warmup", "occ_cells", "alpha_min"):
             if getattr(self, k) < 0:
                 errs.append(f"model.fast.{k}: must be >= 0, got {getattr(self, k)}")
-        for k in ("occ_threshold", "early_stop"):
+        for k in ("occ_threshold", "early_stop", "init_alpha"):
             if not 0 < getattr(self, k) < 1:
                 errs.append(f"model.fast.{k}: must be in (0, 1), got {getattr(self, k)}")
         if not 0 < self.occ_decay <= 1:

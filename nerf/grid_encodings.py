@@ -8,8 +8,8 @@ entries that the interpolation touched (the rest get exact zeros).
 
 Hot-path notes (measured on a 2-core AVX-512 CPU, see benchmarks/): the hash grid uses
 `F.embedding_bag` with per-sample weights for the 8-corner gather + weighted sum (one fused
-kernel forward and backward instead of materialising (n, L, 8, F) tensors); the dense and
-factorised grids use `F.grid_sample`, whose trilinear/bilinear kernels are vectorised.
+kernel forward and backward instead of materialising (n, L, 8, F) tensors), and so do the
+factorised grid's planes and lines (channel-last); the dense grid uses `F.grid_sample`.
 """
 from __future__ import annotations
 
@@ -131,10 +131,14 @@ class DenseGrid(_BoxEncoding):
 
 class TensoRFVM(_BoxEncoding):
     """TensoRF's vector-matrix factorisation (our own code): for each axis pair m in
-    (xy, xz, yz) a plane P_m (n_comp, res, res) and for the remaining axis a line L_m
-    (n_comp, res). Feature of point p: concat_m P_m(p_uv) * L_m(p_w), bilinear in the plane and
-    linear on the line. Output: (n, 3 * n_comp). A field that is a sum of such products is
-    represented exactly at any point (see tests)."""
+    (xy, xz, yz) a plane P_m (res, res, n_comp) and for the remaining axis a line L_m
+    (res, n_comp). Feature of point p: concat_m P_m(p_b, p_a) * L_m(p_w), bilinear in the plane
+    (rows indexed by axis b, columns by axis a) and linear on the line. Output: (n, 3 * n_comp).
+    A field that is a sum of such products is represented exactly at any point (see tests).
+
+    Factors are stored channel-last and interpolated with `_WeightedGather` (4 plane rows and
+    2 line rows per point and factor): on this CPU that is ~3x faster forward+backward than
+    `F.grid_sample` on channel-first planes, whose backward scatters one channel at a time."""
 
     PLANES = ((0, 1), (0, 2), (1, 2))
     LINES = (2, 1, 0)
@@ -142,21 +146,36 @@ class TensoRFVM(_BoxEncoding):
     def __init__(self, bbox, res=128, n_comp=16, init_scale=1e-1):
         super().__init__(bbox)
         self.res, self.n_comp = res, n_comp
-        self.planes = nn.Parameter(init_scale * torch.randn(3, n_comp, res, res))
-        self.lines = nn.Parameter(init_scale * torch.randn(3, n_comp, res, 1))
+        self.planes = nn.Parameter(init_scale * torch.randn(3, res, res, n_comp))
+        self.lines = nn.Parameter(init_scale * torch.randn(3, res, n_comp))
+        self.register_buffer("plane_axes", torch.tensor(self.PLANES), persistent=False)
+        self.register_buffer("line_axes", torch.tensor(self.LINES), persistent=False)
         self.out_dim = 3 * n_comp
 
+    @staticmethod
+    def _linear(t: torch.Tensor, res: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Lower vertex index and fraction of coordinates t in [0, 1] on a res-vertex axis."""
+        pos = t * (res - 1)
+        i0 = pos.floor().clamp(max=res - 2)
+        return i0.long(), pos - i0
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = (self.unit(x) * 2.0 - 1.0).to(self.planes.dtype)  # (n, 3) in [-1, 1]
-        n = u.shape[0]
-        # grid_sample 2D: grid[..., 0] indexes width (last dim), grid[..., 1] height.
-        plane_uv = torch.stack([u[:, [a, b]] for a, b in self.PLANES])  # (3, n, 2): (a -> W, b -> H)
-        line_w = torch.stack([u[:, w] for w in self.LINES])  # (3, n)
-        line_uv = torch.stack([torch.zeros_like(line_w), line_w], -1)  # width 1, height res
-        p = F.grid_sample(self.planes, plane_uv.view(3, n, 1, 2), mode="bilinear", align_corners=True)
-        ln = F.grid_sample(self.lines, line_uv.view(3, n, 1, 2), mode="bilinear", align_corners=True)
-        feats = (p * ln).view(3, self.n_comp, n)  # (3, C, n)
-        return feats.permute(2, 0, 1).reshape(n, 3 * self.n_comp)
+        n, r, c = x.shape[0], self.res, self.n_comp
+        with torch.no_grad():
+            u = self.unit(x)  # (n, 3) in [0, 1]
+            ia, fa = self._linear(u[:, self.plane_axes[:, 0]], r)  # (n, 3): column axis of each plane
+            ib, fb = self._linear(u[:, self.plane_axes[:, 1]], r)  # row axis
+            iw, fw = self._linear(u[:, self.line_axes], r)
+            m = torch.arange(3, device=x.device)
+            base = (m * r * r + ib * r + ia)  # (n, 3)
+            p_idx = torch.stack([base, base + 1, base + r, base + r + 1], -1)  # (n, 3, 4)
+            p_w = torch.stack([(1 - fa) * (1 - fb), fa * (1 - fb), (1 - fa) * fb, fa * fb], -1)
+            l0 = m * r + iw
+            l_idx = torch.stack([l0, l0 + 1], -1)  # (n, 3, 2)
+            l_w = torch.stack([1 - fw, fw], -1)
+        planes = _WeightedGather.apply(self.planes.view(-1, c), p_idx.view(-1, 4), p_w.view(-1, 4).to(self.planes.dtype))
+        lines = _WeightedGather.apply(self.lines.view(-1, c), l_idx.view(-1, 2), l_w.view(-1, 2).to(self.lines.dtype))
+        return (planes * lines).view(n, 3 * c)
 
 
 class SphericalHarmonics(nn.Module):

@@ -125,6 +125,8 @@ class Trainer:
         self.collapse_reported = False
         if resume:
             self._restore()
+        else:
+            self.model.prepare(self.scene)
         save_config(cfg, self.run_dir / "config.yaml")
         save_scene_json(self.run_dir, self.info, self.scene)
         self.images = self.scene.images.to(device)

@@ -46,6 +46,18 @@ class OccupancyGrid(nn.Module):
         self.register_buffer("occupied", torch.ones(self.res ** 3, dtype=torch.bool))
         # Box around the occupied cells: rays are clipped to it before stepping.
         self.register_buffer("occupied_box", bbox.clone())
+        # Cells that may ever be occupied (False: known empty, e.g. carved by the silhouettes).
+        self.register_buffer("allowed", torch.ones(self.res ** 3, dtype=torch.bool))
+
+    def restrict(self, allowed: torch.Tensor) -> None:
+        """Mark the cells where `allowed` (res^3,) is False as empty for good."""
+        self.allowed.copy_(allowed.reshape(-1))
+        self.occupied &= self.allowed
+        self._refresh_box()
+
+    def cell_radius(self) -> float:
+        """Radius of the sphere around a cell's centre that contains the cell."""
+        return float(((self.bbox[1] - self.bbox[0]) / self.res).norm()) / 2
 
     # ------------------------------------------------------------------ lookups
     def cell_index(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,15 +91,18 @@ class OccupancyGrid(nn.Module):
         warmup: all cells if `n_cells` is 0 or >= res^3, else `n_cells` random cells; after
         warm-up: n_cells / 2 random cells plus n_cells / 2 random occupied cells.
         """
-        total = self.res ** 3
         dev = self.opacity.device
+        cells = self.allowed.nonzero(as_tuple=True)[0]  # only cells that may hold content
+        total = cells.numel()
+        if total == 0:
+            return
         if warmup and (n_cells <= 0 or n_cells >= total):
-            idx = torch.arange(total, device=dev)
+            idx = cells
         elif warmup:
-            idx = torch.randint(0, total, (n_cells,), generator=generator, device=dev)
+            idx = cells[torch.randint(0, total, (n_cells,), generator=generator, device=dev)]
         else:
             n = (n_cells if n_cells > 0 else total // 4) // 2
-            uniform = torch.randint(0, total, (n,), generator=generator, device=dev)
+            uniform = cells[torch.randint(0, total, (n,), generator=generator, device=dev)]
             occ = self.occupied.nonzero(as_tuple=True)[0]
             pick = torch.randint(0, max(occ.numel(), 1), (n,), generator=generator, device=dev)
             idx = torch.cat([uniform, occ[pick]]) if occ.numel() else uniform
@@ -100,9 +115,9 @@ class OccupancyGrid(nn.Module):
         seen = torch.zeros_like(self.occupied).index_fill_(0, idx, True)
         old = self.opacity.clamp_min(0.0) * self.decay
         self.opacity.copy_(torch.where(seen, torch.maximum(old, new), self.opacity))
-        visited = self.opacity >= 0
-        thr = min(self.threshold, float(self.opacity[visited].mean()))
-        self.occupied.copy_((self.opacity > thr) | ~visited)
+        visited = (self.opacity >= 0) & self.allowed
+        thr = min(self.threshold, float(self.opacity[visited].mean())) if visited.any() else self.threshold
+        self.occupied.copy_(((self.opacity > thr) | ~visited) & self.allowed)
         self._refresh_box()
 
     def _refresh_box(self) -> None:

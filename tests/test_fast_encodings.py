@@ -68,8 +68,8 @@ def test_tensorf_reconstructs_low_rank_field_exactly():
     A = torch.randn(3, comp, res, res)
     B = torch.randn(3, comp, res)
     with torch.no_grad():
-        enc.planes.copy_(A)
-        enc.lines.copy_(B[..., None])
+        enc.planes.copy_(A.permute(0, 2, 3, 1))  # stored [m, row (axis b), column (axis a), c]
+        enc.lines.copy_(B.permute(0, 2, 1))
     # on the vertices: exact products
     i, j, k = 2, 5, 7
     coord = torch.tensor([[i, j, k]], dtype=torch.float32) / (res - 1) * 2 - 1

@@ -38,12 +38,9 @@ def trained(tmp_path_factory):
 def test_fast_reaches_held_out_psnr(trained):
     tr, result, seconds = trained
     print(f"fast: {result['psnr']:.2f} dB after {STEPS} steps in {seconds:.1f} s")
-    assert result["psnr"] > 16.5
+    assert result["psnr"] > 22.0  # measured 24.4 dB (carved grid, fog above the occupancy threshold)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "open target of the fast-training issue: on an idle 2-core machine the paper model still wins "
-    "this CI budget (measured fast 18.57 dB vs nerf 19.43 dB in 32 s); fast only led under heavy load"))
 def test_fast_beats_paper_model_on_same_budget(trained, tmp_path):
     _, fast, fast_seconds = trained
     # the same wall-clock budget and rays per step

@@ -111,3 +111,29 @@ def test_update_decays_and_keeps_state_in_buffers():
     g.update(lambda p: torch.zeros(p.shape[0]), torch.Generator().manual_seed(0), warmup=False, n_cells=20)
     changed = (g.opacity != before).sum()
     assert 0 < changed <= 20
+
+
+def test_silhouette_carving_keeps_every_surface_and_carves_the_box():
+    """The visual hull from the built-in scene's training alphas contains every true surface
+    point (cells are never carved through content) and is a small part of the box."""
+    from datasets import load_scene
+    from render.carving import silhouette_hull
+
+    opts = DataOptions()
+    opts.synthetic.resolution = 48
+    scene = load_scene(opts, "train")
+    g = OccupancyGrid(torch.tensor(syn.BBOX), res=RES, step=0.01)
+    centres = g.cell_centres(torch.arange(RES ** 3))
+    g.restrict(silhouette_hull(centres, scene.cameras, scene.alpha, g.cell_radius()))
+    o, d, t = surface_points()
+    hit = torch.isfinite(t)
+    pts = o[hit] + d[hit] * t[hit, None]
+    for s in (-0.5 * CELL, 0.0, 0.5 * CELL):
+        assert g.is_occupied(pts + s * d[hit]).all()
+    # true content fills ~5% of the box; the hull keeps it plus a margin, far less than the box
+    solid = inside_shapes(centres).float().mean()
+    kept = g.allowed.float().mean()
+    assert solid < kept < 0.5
+    # cells far from any content seen as background by the cameras are gone
+    far_away = ~inside_shapes(centres, 0.6)
+    assert g.allowed[far_away].float().mean() < 0.2

@@ -44,6 +44,10 @@ class RenderModel(nn.Module):
         """Total loss and named scalars to log (e.g. per-stage PSNR)."""
         raise NotImplementedError
 
+    def prepare(self, scene) -> None:
+        """Hook to set up state from the training data before the first step of a fresh run
+        (e.g. carving an occupancy grid from the silhouettes); nothing by default."""
+
     def before_step(self, step: int) -> None:
         """Hook for per-step bookkeeping (e.g. refreshing an occupancy grid); nothing by default."""
 

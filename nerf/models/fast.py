@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from nerf.fields_fast import FastField
 from nerf.grid_encodings import build_encoding
 from nerf.models.base import RenderModel, SceneInfo, psnr_from_mse
+from render.carving import silhouette_hull
 from render.occupancy import OccupancyGrid
 from render.packed import composite_packed
 from render.rays import RayBundle
@@ -32,10 +33,10 @@ class FastNeRF(RenderModel):
         bbox = NDC_BOX if info.ndc else info.bbox
         box = torch.tensor(bbox, dtype=torch.float32)
         step = float((box[1] - box[0]).norm()) / fc.steps
-        # Start as a faint fog: a quarter of the occupancy threshold's opacity per step, so the
-        # first refreshes keep cells by comparing with the mean (as Instant-NGP's tiny steps do)
-        # instead of keeping the whole box until the fog is trained away.
-        bias = math.log(-math.log(1.0 - 0.25 * fc.occ_threshold) / step)
+        # Start as a uniform fog whose opacity per marching step (init_alpha) is above the
+        # occupancy threshold: every cell stays occupied until training has shown it empty,
+        # instead of the first refresh culling half the cells at random around the mean.
+        bias = math.log(-math.log(1.0 - fc.init_alpha) / step)
         self.field = FastField(build_encoding(fc, bbox), fc.hidden, fc.geo_features, fc.colour_hidden, fc.sh_degree,
                                density_bias=bias)
         self.grid = OccupancyGrid(box, fc.occ_res, step, fc.occ_threshold, fc.occ_decay)
@@ -50,6 +51,15 @@ class FastNeRF(RenderModel):
         """Density without gradients (m,), for marching and occupancy refreshes."""
         with self._autocast(x.device.type):
             return self.field.density(x).float()
+
+    def prepare(self, scene) -> None:
+        """Carve the occupancy grid to the training silhouettes (visual hull) when the capture
+        has alpha: the first steps then sample only where content can be."""
+        if not self.fc.carve or scene.alpha is None or self.info.ndc:
+            return
+        grid = self.grid
+        centres = grid.cell_centres(torch.arange(grid.res ** 3, device=grid.opacity.device))
+        grid.restrict(silhouette_hull(centres, scene.cameras, scene.alpha.to(centres.device), grid.cell_radius()))
 
     def before_step(self, step: int) -> None:
         fc = self.fc
