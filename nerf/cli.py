@@ -59,23 +59,26 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _default_config(data: str | None, fmt: str | None = None) -> str | None:
-    """The config used when --config is absent: builtin.yaml for the built-in scene, else
-    configs/<format>.yaml for the detected (or `fmt`, a data.format override) format that has
-    one, else the paper defaults."""
-    from datasets.options import DataOptions
+def _default_config(data: str | None, fmt: str | None = None, method: str | None = None) -> str | None:
+    """The config used when --config is absent: for the built-in scene builtin.yaml, else
+    configs/<format>.yaml for the detected (or `fmt`, a data.format override) format; with a
+    `method` (a model.method override) configs/<base>_<method>.yaml when it exists (e.g.
+    blender_fast.yaml, builtin_nerf.yaml); else the paper defaults."""
     from datasets.registry import detect_format
     from nerf.config import CONFIG_DIR
 
     if data is None:
-        return str(CONFIG_DIR / "builtin.yaml")
-    root = Path(data).expanduser()
-    if not root.is_dir():
-        return None  # the loader reports the missing folder
-    if fmt in (None, "auto"):
-        fmt = detect_format(root)
-    cand = CONFIG_DIR / f"{fmt}.yaml"
-    return str(cand) if cand.is_file() else None
+        base = "builtin"
+    else:
+        root = Path(data).expanduser()
+        if not root.is_dir():
+            return None  # the loader reports the missing folder
+        base = detect_format(root) if fmt in (None, "auto") else fmt
+    for name in ([f"{base}_{method}"] if method else []) + [base]:
+        cand = CONFIG_DIR / f"{name}.yaml"
+        if cand.is_file():
+            return str(cand)
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- train
@@ -119,7 +122,8 @@ def _train(argv: list[str]) -> int:
         config_file = a.config
     else:
         fmt = next((o.split("=", 1)[1] for o in overrides if o.startswith("data.format=")), None)
-        config_file = a.config or _default_config(a.data, fmt)
+        method = next((o.split("=", 1)[1] for o in overrides if o.startswith("model.method=")), None)
+        config_file = a.config or _default_config(a.data, fmt, method)
     cfg = load_config(config_file, overrides, base=base)
     if a.out:
         run_dir = Path(a.out)

@@ -8,7 +8,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from conftest import run_cli
 
 TINY = [
-    "data.synthetic.resolution=16", "data.synthetic.n_train=6", "data.synthetic.n_test=3",
+    "model.method=nerf", "data.synthetic.resolution=16", "data.synthetic.n_train=6", "data.synthetic.n_test=3",
     "model.depth=2", "model.width=32", "model.view_width=16", "model.skip_layer=0",
     "model.n_coarse=8", "model.n_fine=8", "model.pos_freqs=4", "model.dir_freqs=2",
     "train.batch_rays=64", "train.max_steps=10", "train.log_every=2", "train.eval_every=5",

@@ -28,7 +28,7 @@ def test_precedence_file_then_overrides(tmp_path):
 
 
 def test_round_trip(tmp_path):
-    cfg = load_config("builtin", ["train.seed=5", "data.downscale=2"])
+    cfg = load_config("builtin_nerf", ["train.seed=5", "data.downscale=2"])
     save_config(cfg, tmp_path / "config.yaml")
     again = load_config(None, base=read_yaml(tmp_path / "config.yaml"))
     assert again == cfg

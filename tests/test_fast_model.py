@@ -32,7 +32,7 @@ def _train(tmp_path, name, config, overrides, steps, seconds=math.inf):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    return _train(tmp_path_factory.mktemp("fast"), "fast", "builtin_fast", [], STEPS)
+    return _train(tmp_path_factory.mktemp("fast"), "fast", "builtin", [], STEPS)
 
 
 def test_fast_reaches_held_out_psnr(trained):
@@ -44,7 +44,7 @@ def test_fast_reaches_held_out_psnr(trained):
 def test_fast_beats_paper_model_on_same_budget(trained, tmp_path):
     _, fast, fast_seconds = trained
     # the same wall-clock budget and rays per step
-    _, nerf, nerf_seconds = _train(tmp_path, "nerf", "builtin", [], 100_000, seconds=fast_seconds)
+    _, nerf, nerf_seconds = _train(tmp_path, "nerf", "builtin_nerf", [], 100_000, seconds=fast_seconds)
     print(f"fast {fast['psnr']:.2f} dB in {fast_seconds:.1f} s; nerf {nerf['psnr']:.2f} dB in {nerf_seconds:.1f} s")
     assert fast["psnr"] > nerf["psnr"] + 1.0
 
@@ -76,13 +76,13 @@ def test_trained_grid_matches_true_geometry(trained):
 def test_resume_is_exact(tmp_path):
     over = ["data.synthetic.resolution=16", "data.synthetic.n_train=4", "train.batch_rays=128",
             "train.eval_every=0", "model.fast.occ_update_every=4", "model.fast.occ_warmup=6", "train.checkpoint_every=6"]
-    a = Trainer(load_config("builtin_fast", over + ["train.max_steps=10"]), tmp_path / "a", torch.device("cpu"),
+    a = Trainer(load_config("builtin", over + ["train.max_steps=10"]), tmp_path / "a", torch.device("cpu"),
                 log=lambda *x: None, show_progress=False)
     a.train()
-    b = Trainer(load_config("builtin_fast", over + ["train.max_steps=6"]), tmp_path / "b", torch.device("cpu"),
+    b = Trainer(load_config("builtin", over + ["train.max_steps=6"]), tmp_path / "b", torch.device("cpu"),
                 log=lambda *x: None, show_progress=False)
     b.train()
-    b2 = Trainer(load_config("builtin_fast", over + ["train.max_steps=10"]), tmp_path / "b", torch.device("cpu"),
+    b2 = Trainer(load_config("builtin", over + ["train.max_steps=10"]), tmp_path / "b", torch.device("cpu"),
                  resume=True, log=lambda *x: None, show_progress=False)
     assert b2.step == 6
     b2.train()
@@ -97,7 +97,7 @@ def test_every_encoding_trains_two_steps(tmp_path, encoding):
     over = ["data.synthetic.resolution=16", "data.synthetic.n_train=2", "train.batch_rays=64", "train.eval_every=0",
             f"model.fast.encoding={encoding}", "model.fast.grid_res=16", "model.fast.hash_log2_size=12",
             "model.fast.hash_max_res=64", "model.fast.occ_res=16"]
-    tr = Trainer(load_config("builtin_fast", over + ["train.max_steps=2"]), tmp_path / encoding, torch.device("cpu"),
+    tr = Trainer(load_config("builtin", over + ["train.max_steps=2"]), tmp_path / encoding, torch.device("cpu"),
                  log=lambda *x: None, show_progress=False)
     before = [p.detach().clone() for p in tr.model.parameters()]
     figs = [tr.train_step() for _ in range(2)]

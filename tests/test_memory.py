@@ -27,7 +27,7 @@ def _camera(w, h):
 
 
 def test_render_never_exceeds_the_chunk():
-    cfg = load_config("builtin", SMALL_MODEL)
+    cfg = load_config("builtin_nerf", SMALL_MODEL)
     info = SceneInfo(2.0, 6.0, [[-1] * 3, [1] * 3], [1.0, 1.0, 1.0])
     model = build_model(cfg, info)
     sizes = []
@@ -51,7 +51,7 @@ from nerf.config import load_config
 from nerf.evaluate import render_view
 from nerf.models import SceneInfo, build_model
 torch.manual_seed(0)
-cfg = load_config("builtin", SMALL_MODEL + ["model.n_coarse=4", "model.n_fine=0"])
+cfg = load_config("builtin_nerf", SMALL_MODEL + ["model.n_coarse=4", "model.n_fine=0"])
 info = SceneInfo(2.0, 6.0, [[-1] * 3, [1] * 3], [1.0, 1.0, 1.0])
 model = build_model(cfg, info)
 render_view(model, _camera(64, 36), 0, info, chunk=4096)  # warm up allocators

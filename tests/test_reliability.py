@@ -25,7 +25,7 @@ from nerf.config import load_config
 from nerf.trainer import Trainer
 
 TINY = [
-    "data.synthetic.resolution=16", "data.synthetic.n_train=6", "data.synthetic.n_test=2",
+    "model.method=nerf", "data.synthetic.resolution=16", "data.synthetic.n_train=6", "data.synthetic.n_test=2",
     "model.depth=2", "model.width=32", "model.view_width=16", "model.skip_layer=0",
     "model.n_coarse=8", "model.n_fine=8", "model.pos_freqs=4", "model.dir_freqs=2",
     "train.batch_rays=64", "train.eval_every=0", "train.log_every=1",
@@ -133,7 +133,7 @@ def test_incompatible_checkpoint_and_existing_run(tmp_path, capsys):
 
 
 def test_truncated_checkpoint_is_skipped_on_resume(tmp_path):
-    cfg = load_config("builtin", TINY + ["train.max_steps=4", "train.checkpoint_every=2"])
+    cfg = load_config("builtin_nerf", TINY + ["train.max_steps=4", "train.checkpoint_every=2"])
     Trainer(cfg, tmp_path / "r", torch.device("cpu"), show_progress=False, log=lambda *a: None).train()
     newest = list_checkpoints(tmp_path / "r")[-1]
     assert newest.name == "step_0000004.pt"
@@ -160,7 +160,7 @@ def _nan_batches(monkeypatch, bad_steps: set[int]):
 
 
 def test_nan_batch_is_skipped_counted_and_training_recovers(tmp_path, monkeypatch):
-    cfg = load_config("builtin", TINY + ["train.max_steps=60", "train.lr=0.005"])
+    cfg = load_config("builtin_nerf", TINY + ["train.max_steps=60", "train.lr=0.005"])
     clean = Trainer(cfg, tmp_path / "clean", torch.device("cpu"), show_progress=False, log=lambda *a: None)
     clean.train()
     _nan_batches(monkeypatch, {5})
@@ -184,7 +184,7 @@ def test_nan_batch_is_skipped_counted_and_training_recovers(tmp_path, monkeypatc
 
 
 def test_repeated_faults_roll_back_with_lower_lr(tmp_path, monkeypatch):
-    cfg = load_config("builtin", TINY + ["train.max_steps=12", "train.checkpoint_every=3", "train.max_bad_steps=4"])
+    cfg = load_config("builtin_nerf", TINY + ["train.max_steps=12", "train.checkpoint_every=3", "train.max_bad_steps=4"])
     _nan_batches(monkeypatch, {7, 8, 9, 10})
     logs = []
     tr = Trainer(cfg, tmp_path / "r", torch.device("cpu"), show_progress=False, log=logs.append)
@@ -194,7 +194,7 @@ def test_repeated_faults_roll_back_with_lower_lr(tmp_path, monkeypatch):
 
 
 def test_collapsed_field_is_reported(tmp_path, monkeypatch):
-    cfg = load_config("builtin", TINY + ["train.max_steps=3", "train.collapse_check_after=1"])
+    cfg = load_config("builtin_nerf", TINY + ["train.max_steps=3", "train.collapse_check_after=1"])
     tr = Trainer(cfg, tmp_path / "r", torch.device("cpu"), show_progress=False, log=lambda *a: None)
     advice = tr.check_collapse({"opacity_mean": 0.001, "opacity_std": 0.0001})
     assert tr.step == 0 and advice is None  # before the check starts

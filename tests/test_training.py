@@ -10,7 +10,7 @@ from nerf.evaluate import score_views
 from nerf.trainer import Trainer
 
 TINY = [
-    "data.synthetic.resolution=16", "data.synthetic.n_train=8", "data.synthetic.n_test=2",
+    "model.method=nerf", "data.synthetic.resolution=16", "data.synthetic.n_train=8", "data.synthetic.n_test=2",
     "model.depth=2", "model.width=32", "model.view_width=16", "model.skip_layer=0",
     "model.n_coarse=8", "model.n_fine=8", "model.pos_freqs=4", "model.dir_freqs=2",
     "train.batch_rays=64", "train.eval_every=0", "train.log_every=1", "train.checkpoint_every=100",
@@ -32,7 +32,7 @@ def _params(model):
 
 @pytest.mark.slow
 def test_ci_training_reaches_psnr_and_depth_bounds(tmp_path):
-    cfg = load_config("builtin", CI)
+    cfg = load_config("builtin_nerf", CI)
     trainer = Trainer(cfg, tmp_path / "run", torch.device("cpu"), show_progress=False, log=lambda *a: None)
     trainer.train()
     test = load_scene(cfg.data, "test")
@@ -44,11 +44,11 @@ def test_ci_training_reaches_psnr_and_depth_bounds(tmp_path):
 
 
 def test_resume_equals_uninterrupted_run(tmp_path):
-    straight_cfg = load_config("builtin", TINY + ["train.max_steps=6"])
+    straight_cfg = load_config("builtin_nerf", TINY + ["train.max_steps=6"])
     straight = Trainer(straight_cfg, tmp_path / "a", torch.device("cpu"), show_progress=False, log=lambda *a: None)
     straight.train()
 
-    first = load_config("builtin", TINY + ["train.max_steps=3"])
+    first = load_config("builtin_nerf", TINY + ["train.max_steps=3"])
     Trainer(first, tmp_path / "b", torch.device("cpu"), show_progress=False, log=lambda *a: None).train()
     second = dataclasses.replace(first, train=dataclasses.replace(first.train, max_steps=6))
     resumed = Trainer(second, tmp_path / "b", torch.device("cpu"), resume=True, show_progress=False,
