@@ -68,9 +68,12 @@ def run_method(method: str, a, rows: list, run_root: Path) -> dict:
     cfg = load_config(config, overrides)
     tr = Trainer(cfg, run_root / method, torch.device("cpu"), overwrite=True, log=lambda *x: None,
                  show_progress=False)
-    test = load_scene(dataclasses.replace(cfg.data, max_images=a.test_views), "test")
+    paper = method == "nerf"  # the paper model renders ~100x slower: it may score fewer views, fewer times
+    views = a.nerf_test_views if paper and a.nerf_test_views is not None else a.test_views
+    test = load_scene(dataclasses.replace(cfg.data, max_images=views), "test")
     budget = a.minutes * 60
-    marks = sorted({min(max(f, 0.0), 1.0) * budget for f in a.evals} | {budget})
+    fractions = a.nerf_evals if paper and a.nerf_evals else a.evals
+    marks = sorted({min(max(f, 0.0), 1.0) * budget for f in fractions} | {budget})
     spr = 0.0
     for mark in marks:
         while tr.train_seconds < mark and tr.step < cfg.train.max_steps:
@@ -81,7 +84,7 @@ def run_method(method: str, a, rows: list, run_root: Path) -> dict:
         t0 = time.perf_counter()
         res = score_views(tr.model, test, tr.info, cfg.render.chunk)
         row = {"method": method, "seconds": round(tr.train_seconds, 2), "step": tr.step, "psnr": round(res["psnr"], 3),
-               "ssim": round(res["ssim"], 4), "samples_per_ray": round(spr, 2),
+               "ssim": round(res["ssim"], 4), "samples_per_ray": round(spr, 2), "test_views": len(test),
                "eval_seconds_per_view": round((time.perf_counter() - t0) / len(test), 3)}
         rows.append(row)
         print(row, flush=True)
@@ -131,6 +134,8 @@ def main(argv=None) -> int:
     p.add_argument("--evals", type=float, nargs="*", default=[0.125, 0.25, 0.5, 1.0],
                    help="fractions of the budget at which to score the test views")
     p.add_argument("--test-views", type=int, default=0, help="evenly spaced test views to score (0: all)")
+    p.add_argument("--nerf-test-views", type=int, default=None, help="test views for the paper model (default: --test-views)")
+    p.add_argument("--nerf-evals", type=float, nargs="*", default=None, help="--evals for the paper model")
     p.add_argument("--methods", nargs="+", default=["fast", "nerf"], choices=["fast", "nerf"])
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--max-steps", type=int, default=10_000_000)

@@ -166,9 +166,22 @@ class OccupancyGrid(nn.Module):
         below `early_stop`. Density is evaluated in rounds: the first `first_round` occupied
         steps of every ray, then the next 2x as many for the rays still alive, and so on.
         """
+        field_fn = None if density_fn is None else (lambda pts, _: density_fn(pts))
+        t, ray_idx, evaluated, _, _ = self.march_field(origins, dirs, near, far, offset, field_fn,
+                                                       early_stop, alpha_min, first_round)
+        return t, ray_idx, evaluated
+
+    @torch.no_grad()
+    def march_field(self, origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
+                    offset: torch.Tensor, field_fn: Callable | None, early_stop: float = 1e-4,
+                    alpha_min: float = 0.0, first_round: int = 8):
+        """`march` for a `field_fn` (points (m, 3), ray_idx (m,)) -> (density (m,), payload (m, k)
+        or None) that also returns the payload (e.g. colour) of the kept samples, so a render
+        without gradients evaluates the field once per sample: t, ray_idx, evaluated, density
+        (m,) and payload (m, k) of the kept samples (None without a payload)."""
         t, ray_idx = self.candidates(origins, dirs, near, far, offset)
-        if density_fn is None or t.numel() == 0:
-            return t, ray_idx, 0
+        if field_fn is None or t.numel() == 0:
+            return t, ray_idx, 0, None, None
         n = origins.shape[0]
         _, starts = segment_starts(ray_idx, n)
         k = torch.arange(t.shape[0], device=t.device) - starts[ray_idx]
@@ -177,7 +190,7 @@ class OccupancyGrid(nn.Module):
         bounds = torch.cumsum(torch.bincount(rnd), 0).tolist()
         acc_tau = torch.zeros(n, device=t.device)
         alive = torch.ones(n, dtype=torch.bool, device=t.device)
-        keep = torch.zeros(t.shape[0], dtype=torch.bool, device=t.device)
+        kept, sigmas, payloads = [], [], []
         evaluated, lo = 0, 0
         for hi in bounds:
             sel = order[lo:hi]
@@ -187,13 +200,23 @@ class OccupancyGrid(nn.Module):
                 break
             r_idx = ray_idx[sel]
             pts = origins[r_idx] + dirs[r_idx] * t[sel, None]
-            sigma = density_fn(pts).float().reshape(-1)
+            out = field_fn(pts, r_idx)
+            sigma, payload = out if isinstance(out, tuple) else (out, None)
+            sigma = sigma.float().reshape(-1)
             evaluated += sel.numel()
             alpha = 1.0 - torch.exp(-sigma.clamp_min(0) * self.step)
             tau = tau_from_alpha(alpha)
             _, round_starts = segment_starts(r_idx, n)
             before = acc_tau[r_idx] + exclusive_segment_cumsum(tau, r_idx, round_starts)
-            keep[sel] = (torch.exp(-before) > early_stop) & (alpha > alpha_min)
+            keep = (torch.exp(-before) > early_stop) & (alpha > alpha_min)
+            kept.append(sel[keep])
+            sigmas.append(sigma[keep])
+            if payload is not None:
+                payloads.append(payload[keep])
             acc_tau.index_add_(0, r_idx, tau)
             alive &= torch.exp(-acc_tau) > early_stop
-        return t[keep], ray_idx[keep], evaluated
+        idx = torch.cat(kept)
+        order = torch.argsort(idx)  # back to ray-major, front-to-back order
+        idx = idx[order]
+        payload = torch.cat(payloads)[order] if payloads else None
+        return t[idx], ray_idx[idx], evaluated, torch.cat(sigmas)[order], payload

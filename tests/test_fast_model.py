@@ -49,8 +49,9 @@ def test_fast_beats_paper_model_on_same_budget(trained, tmp_path):
     assert fast["psnr"] > nerf["psnr"] + 1.0
 
 
-@pytest.mark.xfail(reason="known gap: after 200 CI steps the trained grid still culls ~3.6% of true surface "
-                          "points (measured 96.4% covered); target 99%", strict=False)
+@pytest.mark.xfail(reason="known gap: after 200 CI steps every true surface point is covered (>99%) but "
+                          "28% of the free space inside the silhouette hull is still fog marked occupied "
+                          "(target < 5%); it clears with longer training", strict=False)
 def test_trained_grid_matches_true_geometry(trained):
     tr, _, _ = trained
     grid = tr.model.grid
@@ -106,3 +107,19 @@ def test_every_encoding_trains_two_steps(tmp_path, encoding):
     with torch.no_grad():
         out = tr.model(view_rays(tr.scene.cameras, 0, tr.info), jitter=False)
     assert out["rgb"].shape == (16 * 16, 3) and out["depth"].shape == (256, 1) and out["opacity"].shape == (256, 1)
+
+
+def test_render_path_equals_training_path(trained):
+    """Without gradients the field is evaluated once per sample inside the marching rounds; it
+    must give the same pixels as marching on density and then evaluating the kept samples."""
+    tr, _, _ = trained
+    scene = load_scene(dataclasses.replace(tr.cfg.data, max_images=1), "test")
+    rays = view_rays(scene.cameras, 0, tr.info)
+    model = tr.model.eval()
+    with torch.no_grad():
+        fast = model(rays, jitter=False)
+    with torch.enable_grad():
+        ref = model(rays, jitter=False)
+    assert fast["samples_per_ray"] == ref["samples_per_ray"] > 0
+    for k in ("rgb", "depth", "opacity"):
+        assert torch.allclose(fast[k], ref[k].detach(), atol=1e-5), k

@@ -75,16 +75,30 @@ class FastNeRF(RenderModel):
             offset = torch.rand(n, generator=generator, device=o.device, dtype=o.dtype)
         else:
             offset = torch.full((n,), 0.5, device=o.device, dtype=o.dtype)
-        t, ray_idx, evaluated = self.grid.march(o, d, rays.near, rays.far, offset, self.density,
-                                                self.fc.early_stop, self.fc.alpha_min)
+        fc, vdirs = self.fc, rays.view_directions
+        if torch.is_grad_enabled():
+            # march on density alone, then evaluate the kept samples with gradients
+            t, ray_idx, evaluated = self.grid.march(o, d, rays.near, rays.far, offset, self.density,
+                                                    fc.early_stop, fc.alpha_min)
+            sigma = rgb = None
+        else:  # rendering: colour comes with the marching rounds, one field evaluation per sample
+            def field_fn(pts, r_idx):
+                with self._autocast(pts.device.type):
+                    s, c = self.field(pts, vdirs[r_idx])
+                return s.float(), c.float()
+
+            t, ray_idx, evaluated, sigma, rgb = self.grid.march_field(o, d, rays.near, rays.far, offset, field_fn,
+                                                                      fc.early_stop, fc.alpha_min)
         half = 0.5 * self.grid.step
         t_start, t_end = t - half, t + half
         if t.numel() == 0:  # nothing occupied: one empty interval keeps the graph for backward
             t = t_start = t_end = rays.near[:1, 0]
             ray_idx = torch.zeros(1, dtype=torch.long, device=o.device)
-        pts = o[ray_idx] + d[ray_idx] * t[:, None]
-        with self._autocast(o.device.type):
-            sigma, rgb = self.field(pts, rays.view_directions[ray_idx])  # real directions, also in NDC
+            sigma = rgb = None
+        if sigma is None:
+            pts = o[ray_idx] + d[ray_idx] * t[:, None]
+            with self._autocast(o.device.type):
+                sigma, rgb = self.field(pts, vdirs[ray_idx])  # real directions, also in NDC
         out = composite_packed(sigma.float(), rgb.float(), t_start, t_end, ray_idx, n, self.background, rays.far)
         out["samples_per_ray"] = float(t_start.numel()) / max(n, 1)
         out["evaluated_per_ray"] = float(evaluated) / max(n, 1)
