@@ -64,13 +64,20 @@ def learning_rate(cfg: Config, step: int) -> float:
     return t.lr * t.lr_decay_factor ** (step / t.lr_decay_steps)
 
 
-def sample_batch(images: torch.Tensor, n_rays: int, generator: torch.Generator, crop: float = 1.0):
+def sample_batch(images: torch.Tensor, n_rays: int, generator: torch.Generator, crop: float = 1.0,
+                 valid: torch.Tensor | None = None):
     """Random pixels from all images (n, H, W, 3): camera index, x, y (pixel centres) and colours.
 
     `crop` < 1 restricts rows and columns to the central fraction (the Blender warm-up).
+    `valid`: flat indices (cam * H * W + y * W + x) of the only pixels to draw from, e.g. those a
+    capture's masks keep (nerfstudio's rule: masked-out pixels never reach the loss).
     """
     n, h, w = images.shape[:3]
     dev = images.device
+    if valid is not None and crop >= 1:
+        flat = valid[torch.randint(0, valid.numel(), (n_rays,), generator=generator, device=dev)].long()
+        cam, y, x = flat // (h * w), (flat // w) % h, flat % w
+        return cam, x.float() + 0.5, y.float() + 0.5, images[cam, y, x]
     dh, dw = (int(h * crop / 2), int(w * crop / 2)) if crop < 1 else (h // 2, w // 2)
     y0, y1 = (h // 2 - dh, h // 2 + dh) if crop < 1 else (0, h)
     x0, x1 = (w // 2 - dw, w // 2 + dw) if crop < 1 else (0, w)
@@ -78,6 +85,19 @@ def sample_batch(images: torch.Tensor, n_rays: int, generator: torch.Generator, 
     y = torch.randint(y0, y1, (n_rays,), generator=generator, device=dev)
     x = torch.randint(x0, x1, (n_rays,), generator=generator, device=dev)
     return cam, x.float() + 0.5, y.float() + 0.5, images[cam, y, x]
+
+
+def masked_pixels(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """Flat indices of the pixels a mask (n, H, W) keeps (> 0.5); None when it keeps them all."""
+    if mask is None:
+        return None
+    keep = mask.reshape(-1) > 0.5
+    if bool(keep.all()):
+        return None
+    if not bool(keep.any()):
+        raise UserError("data: the capture's masks exclude every pixel; nothing to train on")
+    idx = keep.nonzero(as_tuple=True)[0]
+    return idx.int() if keep.numel() < 2 ** 31 else idx
 
 
 def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
@@ -131,6 +151,9 @@ class Trainer:
         save_scene_json(self.run_dir, self.info, self.scene)
         self.images = self.scene.images.to(device)
         self.cameras = self.scene.cameras.to(device)
+        self.valid_pixels = masked_pixels(self.scene.mask)
+        if self.valid_pixels is not None:
+            self.valid_pixels = self.valid_pixels.to(device)
 
     def _restore(self) -> None:
         found = load_latest_checkpoint(self.run_dir, map_location=self.device)
@@ -183,7 +206,7 @@ class Trainer:
         lr = self._set_lr()
         self.model.before_step(self.step)
         crop = t.precrop_fraction if self.step < t.precrop_steps else 1.0
-        cam, x, y, target = sample_batch(self.images, t.batch_rays, self.generator, crop)
+        cam, x, y, target = sample_batch(self.images, t.batch_rays, self.generator, crop, self.valid_pixels)
         rays = pixel_rays(self.cameras, cam, x, y, self.info)
         out = self.model(rays, jitter=True, generator=self.generator)
         loss, logs = self.model.loss(out, target)

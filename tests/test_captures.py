@@ -245,6 +245,15 @@ def test_transforms_json_downscale_masks_and_rgba(tmp_path):
     # frame_001 is the first training frame: half-transparent red over white
     assert s.alpha is not None
     assert torch.allclose(s.images[0, 0, 0], torch.tensor([1.0, 0.5, 0.5]), atol=0.01)
+    # training draws only the pixels the masks keep (the left half), from every image
+    from nerf.trainer import masked_pixels, sample_batch
+
+    valid = masked_pixels(s.mask)
+    assert valid.numel() == len(s) * (H // 2) * (W // 4)
+    cam, x, y, target = sample_batch(s.images, 5000, torch.Generator().manual_seed(0), 1.0, valid)
+    assert (x < W // 4).all() and set(cam.tolist()) == set(range(len(s)))
+    assert torch.equal(target, s.images[cam, (y - 0.5).long(), (x - 0.5).long()])
+    assert masked_pixels(torch.ones(2, 3, 4)) is None
 
 
 def test_errors_name_the_file_and_problem(tmp_path):
