@@ -15,7 +15,8 @@ from nerf.raygen import view_rays
 from nerf.trainer import Trainer
 
 STEPS = 200
-CI = ["data.synthetic.resolution=32", "data.synthetic.n_test=4", "train.eval_every=0", "train.checkpoint_every=100000"]
+CI = ["data.synthetic.resolution=32", "data.synthetic.n_test=4", "train.eval_every=0", "train.checkpoint_every=100000",
+      "train.batch_rays=1024"]
 
 
 def _train(tmp_path, name, config, overrides, steps, seconds=math.inf):

@@ -15,7 +15,7 @@ from nerf.errors import UserError
 from nerf.meta import MetaSettings, load_init, meta_train, reptile_step, reptile_update, save_init
 from nerf.models import SceneInfo, build_model
 
-TINY = ["data.synthetic.resolution=16", "data.synthetic.n_train=3", "data.synthetic.n_test=2",
+TINY = ["model.method=nerf", "data.synthetic.resolution=16", "data.synthetic.n_train=3", "data.synthetic.n_test=2",
         "data.synthetic.n_val=1", "data.synthetic.supersample=1", "model.depth=2", "model.width=16",
         "model.view_width=8", "model.n_coarse=8", "model.n_fine=0", "train.batch_rays=32", "train.max_steps=2",
         "train.eval_every=0", "train.checkpoint_every=2", "train.threads=1", "model.pos_freqs=4", "model.dir_freqs=2"]
