@@ -33,7 +33,6 @@ def silhouette_hull(points: torch.Tensor, cameras, alpha: torch.Tensor, radius: 
     front of it and inside its image, the alpha (n, H, W) within the footprint of a sphere of
     `radius` around the point (plus `margin_px`) stays below `threshold`. Loops over cameras
     (tens to hundreds), never over points."""
-    keep = torch.ones(points.shape[0], dtype=torch.bool, device=points.device)
     alive = torch.arange(points.shape[0], device=points.device)  # points not carved yet
     h, w = alpha.shape[1:]
     for i in range(len(cameras)):
@@ -51,7 +50,8 @@ def silhouette_hull(points: torch.Tensor, cameras, alpha: torch.Tensor, radius: 
             x, y, depth = project(points[idx], c2w, fx, fy, cx, cy)
             inside = (depth > 0) & (x >= 0) & (x < w) & (y >= 0) & (y < h)
             ok = ~inside | seen[y.clamp(0, h - 1).long(), x.clamp(0, w - 1).long()]
-            keep[idx[~ok]] = False
             survivors.append(idx[ok])
         alive = torch.cat(survivors)
+    keep = torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
+    keep[alive] = True
     return keep

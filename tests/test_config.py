@@ -50,3 +50,18 @@ def test_bad_config_files_are_named(tmp_path, text, needle):
     assert needle in str(err.value)
     if "did you mean" in needle or "malformed" in needle or "expected" in needle:
         assert str(f) in str(err.value)
+
+
+def test_default_config_follows_scene_format_and_method(tmp_path):
+    """No --config: builtin.yaml (the fast method) for the built-in scene, configs/<format>.yaml
+    for a folder, and configs/<base>_<method>.yaml when model.method names one that exists."""
+    from nerf.cli import _default_config
+
+    assert Path(_default_config(None)).name == "builtin.yaml"
+    assert load_config(_default_config(None)).model.method == "fast"
+    assert Path(_default_config(None, method="nerf")).name == "builtin_nerf.yaml"
+    (tmp_path / "transforms_train.json").write_text("{}")
+    assert Path(_default_config(str(tmp_path))).name == "blender.yaml"
+    assert Path(_default_config(str(tmp_path), method="fast")).name == "blender_fast.yaml"
+    assert Path(_default_config(str(tmp_path), method="magic")).name == "blender.yaml"
+    assert _default_config(str(tmp_path / "missing")) is None
