@@ -63,8 +63,9 @@ def run_method(method: str, a, rows: list, run_root: Path) -> dict:
     else:
         config, extra = BLENDER[method]
         overrides = [f"data.path={a.data}", f"data.downscale={a.downscale}", "train.max_minutes=0"] + extra
+    # PSNR is read at several marks of one run, so the lr decays by steps, not towards a time budget
     overrides += [f"train.threads={a.threads}", "train.eval_every=0", "train.checkpoint_every=10000000",
-                  f"train.max_steps={a.max_steps}"] + a.override
+                  f"train.max_steps={a.max_steps}", "train.lr_decay_over=steps"] + a.override
     cfg = load_config(config, overrides)
     tr = Trainer(cfg, run_root / method, torch.device("cpu"), overwrite=True, log=lambda *x: None,
                  show_progress=False)

@@ -32,7 +32,16 @@ class FastConfig:
     ray below this transmittance; alpha_min: drop samples with less opacity. grid_lr_scale:
     learning-rate factor of the grid parameters relative to train.lr. carve: start the occupancy
     grid from the training silhouettes (visual hull) when the images have alpha. init_alpha: opacity
-    per marching step of the initial fog (keep it above occ_threshold)."""
+    per marching step of the initial fog (keep it above occ_threshold). tv_weight: weight of a
+    total-variation loss on the grid's factors (tensorf, dense; TensoRF's regulariser against
+    floaters when few views see the scene). random_background: for captures without alpha (real
+    photos: every pixel sees a surface), composite training rays over a random colour per ray, so
+    a ray matches its pixel only by becoming opaque; no dark fog passing for dark surfaces, and
+    opaque rays stop early. Renders are unaffected. render_weight_min: renders skip samples whose
+    compositing weight is at most this (0: keep every sample the training path keeps).
+    distortion_weight: weight of mip-NeRF 360's distortion loss (depths normalised to [0, 1]
+    between near and far), which gathers each ray's weight onto a surface instead of a fog:
+    sharper geometry and fewer samples per ray on forward-facing captures."""
 
     encoding: str = "tensorf"
     grid_res: int = 128
@@ -59,6 +68,10 @@ class FastConfig:
     grid_lr_scale: float = 1.0
     carve: bool = True
     init_alpha: float = 0.02
+    tv_weight: float = 0.0
+    random_background: bool = True
+    render_weight_min: float = 1e-4
+    distortion_weight: float = 0.0
 
     def validate(self) -> list[str]:
         errs = []
@@ -72,7 +85,7 @@ class FastConfig:
             errs.append(f"model.fast.hash_log2_size: must be in [10, 24], got {self.hash_log2_size}")
         if not 1 <= self.sh_degree <= 4:
             errs.append(f"model.fast.sh_degree: must be in [1, 4], got {self.sh_degree}")
-        for k in ("occ_warmup", "occ_cells", "alpha_min"):
+        for k in ("occ_warmup", "occ_cells", "alpha_min", "render_weight_min", "distortion_weight"):
             if getattr(self, k) < 0:
                 errs.append(f"model.fast.{k}: must be >= 0, got {getattr(self, k)}")
         for k in ("occ_threshold", "early_stop", "init_alpha"):
@@ -80,6 +93,10 @@ class FastConfig:
                 errs.append(f"model.fast.{k}: must be in (0, 1), got {getattr(self, k)}")
         if not 0 < self.occ_decay <= 1:
             errs.append(f"model.fast.occ_decay: must be in (0, 1], got {self.occ_decay}")
+        if self.tv_weight < 0:
+            errs.append(f"model.fast.tv_weight: must be >= 0, got {self.tv_weight}")
+        elif self.tv_weight > 0 and self.encoding == "hash":
+            errs.append("model.fast.tv_weight: total variation needs a tensorf or dense grid, not the hash grid")
         if not self.grid_lr_scale > 0:
             errs.append(f"model.fast.grid_lr_scale: must be > 0, got {self.grid_lr_scale}")
         return errs
@@ -143,7 +160,8 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation and logging. lr decays exponentially: lr * lr_decay_factor ** (step / lr_decay_steps).
+    """Optimisation and logging. lr decays exponentially: lr * lr_decay_factor ** (step / lr_decay_steps),
+    or with lr_decay_over: minutes, ** (training time / max_minutes), for time-capped runs.
     max_minutes: stop after this much training time (summed over resumes; 0 = no limit).
     max_bad_steps: non-finite steps in a row before rolling back to the last checkpoint at half
     the learning rate; collapse_check_after: the step from which an all-empty or all-solid field
@@ -155,6 +173,7 @@ class TrainConfig:
     lr: float = 5e-4
     lr_decay_steps: int = 250_000
     lr_decay_factor: float = 0.1
+    lr_decay_over: str = "steps"
     precrop_steps: int = 0
     precrop_fraction: float = 0.5
     precision: str = "fp32"
@@ -182,6 +201,10 @@ class TrainConfig:
             errs.append(f"train.lr_decay_factor: must be in (0, 1], got {self.lr_decay_factor}")
         if not 0 < self.precrop_fraction <= 1:
             errs.append(f"train.precrop_fraction: must be in (0, 1], got {self.precrop_fraction}")
+        if self.lr_decay_over not in ("steps", "minutes"):
+            errs.append(f"train.lr_decay_over: must be steps or minutes, got {self.lr_decay_over!r}")
+        elif self.lr_decay_over == "minutes" and self.max_minutes <= 0:
+            errs.append("train.lr_decay_over: minutes needs a train.max_minutes budget (> 0)")
         if self.precision not in ("fp32", "bf16"):
             errs.append(f"train.precision: must be fp32 or bf16, got {self.precision!r}")
         return errs

@@ -57,9 +57,16 @@ class FastField(nn.Module):
         """(n, 3) -> (n,) density."""
         return trunc_exp(self._geometry(x)[:, 0].float())
 
-    def forward(self, x: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def density_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n, 3) -> density (n,) and the geometry features (n, geo_features) `colour` needs."""
         h = self._geometry(x)
-        sigma = trunc_exp(h[:, 0].float())
-        sh = self.dir_enc(d).to(h.dtype)
-        rgb = torch.sigmoid(self.colour_mlp(torch.cat([h[:, 1:], sh], -1)).float())
-        return sigma, rgb
+        return trunc_exp(h[:, 0].float()), h[:, 1:]
+
+    def colour(self, features: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """Geometry features (n, geo_features) seen from directions (n, 3) -> rgb (n, 3)."""
+        sh = self.dir_enc(d).to(features.dtype)
+        return torch.sigmoid(self.colour_mlp(torch.cat([features, sh], -1)).float())
+
+    def forward(self, x: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        sigma, features = self.density_features(x)
+        return sigma, self.colour(features, d)

@@ -128,6 +128,14 @@ class DenseGrid(_BoxEncoding):
         out = F.grid_sample(self.grid, g.view(1, -1, 1, 1, 3), mode="bilinear", align_corners=True)
         return out.view(self.grid.shape[1], -1).t()
 
+    def total_variation(self) -> torch.Tensor:
+        """Mean squared difference of neighbouring vertices along each axis, summed over axes."""
+        return sum(_mean_sq_diff(self.grid, d) for d in (2, 3, 4))
+
+
+def _mean_sq_diff(x: torch.Tensor, dim: int) -> torch.Tensor:
+    return (x.narrow(dim, 1, x.shape[dim] - 1) - x.narrow(dim, 0, x.shape[dim] - 1)).square().mean()
+
 
 class TensoRFVM(_BoxEncoding):
     """TensoRF's vector-matrix factorisation (our own code): for each axis pair m in
@@ -176,6 +184,10 @@ class TensoRFVM(_BoxEncoding):
         planes = _WeightedGather.apply(self.planes.view(-1, c), p_idx.view(-1, 4), p_w.view(-1, 4).to(self.planes.dtype))
         lines = _WeightedGather.apply(self.lines.view(-1, c), l_idx.view(-1, 2), l_w.view(-1, 2).to(self.lines.dtype))
         return (planes * lines).view(n, 3 * c)
+
+    def total_variation(self) -> torch.Tensor:
+        """Mean squared difference of neighbouring entries along both plane axes and the lines."""
+        return _mean_sq_diff(self.planes, 1) + _mean_sq_diff(self.planes, 2) + _mean_sq_diff(self.lines, 1)
 
 
 class SphericalHarmonics(nn.Module):

@@ -59,8 +59,13 @@ class TrainResult:
     final_psnr: float | None
 
 
-def learning_rate(cfg: Config, step: int) -> float:
+def learning_rate(cfg: Config, step: int, seconds: float = 0.0) -> float:
+    """train.lr decayed by lr_decay_factor over lr_decay_steps steps, or over the train.max_minutes
+    budget (`lr_decay_over: minutes`, `seconds` of training so far): a time-capped run then ends
+    at the decayed rate whatever its step rate."""
     t = cfg.train
+    if t.lr_decay_over == "minutes":
+        return t.lr * t.lr_decay_factor ** min(seconds / (t.max_minutes * 60), 1.0)
     return t.lr * t.lr_decay_factor ** (step / t.lr_decay_steps)
 
 
@@ -190,7 +195,7 @@ class Trainer:
         return save_checkpoint(self.run_dir, self.step, state, self.cfg.train.keep_checkpoints)
 
     def _set_lr(self) -> float:
-        lr = learning_rate(self.cfg, self.step) * self.lr_scale
+        lr = learning_rate(self.cfg, self.step, self.train_seconds) * self.lr_scale
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         return lr
@@ -226,6 +231,8 @@ class Trainer:
             if self.fault_streak >= t.max_bad_steps:
                 self._roll_back()
         opacity = out["opacity"].detach()
+        if "evaluated_per_ray" in out:  # marching methods: density evaluations spent finding the samples
+            logs["evaluated_per_ray"] = out["evaluated_per_ray"]
         return {"loss": loss.item(), "lr": lr, "samples_per_ray": out["samples_per_ray"], "finite": finite,
                 "opacity_mean": float(opacity.mean()), "opacity_std": float(opacity.std()), **logs}
 
@@ -278,6 +285,11 @@ class Trainer:
         writer.add_image("eval/opacity", out["opacity"].clamp(0, 1), self.step, dataformats="HW")
         return figs
 
+    def expected_last_step(self) -> int:
+        """The step a run capped by train.max_minutes will reach at its current step rate."""
+        left = max(self.cfg.train.max_minutes * 60 - self.train_seconds, 0.0)
+        return self.step + int(left * self.step / max(self.train_seconds, 1e-9))
+
     def budget_left(self) -> bool:
         t = self.cfg.train
         return self.step < t.max_steps and (t.max_minutes <= 0 or self.train_seconds < t.max_minutes * 60)
@@ -313,10 +325,15 @@ class Trainer:
                         writer.add_scalar("perf/rays_per_s", window_steps * t.batch_rays / window_time, self.step)
                         writer.add_scalar("perf/samples_per_s", window_samples / window_time, self.step)
                         writer.add_scalar("perf/samples_per_ray", figs["samples_per_ray"], self.step)
+                        if "evaluated_per_ray" in figs:
+                            writer.add_scalar("perf/evaluated_per_ray", figs["evaluated_per_ray"], self.step)
                         writer.add_scalar("train/skipped_steps", self.skipped_steps, self.step)
                         writer.add_scalar("train/opacity", figs["opacity_mean"], self.step)
                         window_time, window_steps, window_samples = 0.0, 0, 0.0
                         bar.set_postfix(psnr=f"{figs['psnr']:.2f}", **({"eval": f"{last_eval:.2f}"} if last_eval else {}))
+                        if t.max_minutes > 0:  # a time-capped run ends at the step the clock allows
+                            bar.total = min(t.max_steps, self.expected_last_step())
+                            bar.refresh()
                     if t.eval_every and self.step % t.eval_every == 0:
                         t0 = time.perf_counter()
                         last_eval = self.log_eval_view(writer)["psnr"]

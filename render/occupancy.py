@@ -5,10 +5,13 @@ The grid holds, per cell of a res^3 lattice over the box, a running estimate of 
 (Instant-NGP's scheme, our own code): each refresh evaluates the density at one random point
 in a set of cells (all cells during warm-up, then a random subset plus a random subset of the
 occupied ones), keeps max(old * decay, new), and marks a cell occupied when its value exceeds
-min(threshold, mean). State lives in buffers so it is saved with a model's state dict.
+min(threshold, mean); every visited cell's value decays at every refresh, sampled or not. State
+lives in buffers so it is saved with a model's state dict.
 
 Marching (`march`) steps each ray through the box at a fixed step, keeps the steps that fall in
-occupied cells, and then evaluates density in rounds of growing size (8, 16, 32, ... steps per
+occupied cells (first in strides of several steps against a coarse, dilated copy of the grid, so
+long empty stretches cost one test per stride, then step by step inside the strides that may hold
+content), and then evaluates density in rounds of growing size (8, 16, 32, ... steps per
 ray) so that a ray stops as soon as its transmittance drops below `early_stop`: no Python loop
 over rays or samples, a handful of rounds per batch. It returns packed samples (see
 `render.packed`) that matter for compositing.
@@ -20,6 +23,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from render.packed import exclusive_segment_cumsum, segment_starts, tau_from_alpha
@@ -48,6 +52,8 @@ class OccupancyGrid(nn.Module):
         self.register_buffer("occupied_box", bbox.clone())
         # Cells that may ever be occupied (False: known empty, e.g. carved by the silhouettes).
         self.register_buffer("allowed", torch.ones(self.res ** 3, dtype=torch.bool))
+        self._coarse = None  # derived from `occupied` on first use (see `coarse_level`)
+        self.register_load_state_dict_post_hook(lambda module, _: setattr(module, "_coarse", None))
 
     def restrict(self, allowed: torch.Tensor) -> None:
         """Mark the cells where `allowed` (res^3,) is False as empty for good."""
@@ -113,14 +119,32 @@ class OccupancyGrid(nn.Module):
         # duplicates in idx: keep the largest new value per cell
         new = torch.zeros_like(self.opacity).scatter_reduce_(0, idx, alpha, reduce="amax", include_self=False)
         seen = torch.zeros_like(self.occupied).index_fill_(0, idx, True)
+        # every visited cell decays at every refresh, sampled or not (Instant-NGP's rule): a cell
+        # the field has emptied drops out within a few refreshes even when a refresh samples only
+        # a small share of a large grid; a dense cell culled this way comes back when resampled
         old = self.opacity.clamp_min(0.0) * self.decay
-        self.opacity.copy_(torch.where(seen, torch.maximum(old, new), self.opacity))
+        self.opacity.copy_(torch.where(seen, torch.maximum(old, new), torch.where(self.opacity >= 0, old, self.opacity)))
         visited = (self.opacity >= 0) & self.allowed
         thr = min(self.threshold, float(self.opacity[visited].mean())) if visited.any() else self.threshold
         self.occupied.copy_(((self.opacity > thr) | ~visited) & self.allowed)
         self._refresh_box()
 
+    COARSE = 8  # fine cells per coarse cell along each axis
+
+    def coarse_level(self) -> tuple[torch.Tensor, int]:
+        """Coarse occupancy (rc^3,) and rc: a coarse cell (COARSE^3 fine cells) is marked when it
+        or any of its 26 neighbours holds an occupied fine cell, so a stride that starts in an
+        unmarked coarse cell and is no longer than a coarse cell's width never meets content."""
+        if self._coarse is None or self._coarse[0].device != self.occupied.device:
+            r = self.res
+            occ = self.occupied.view(1, 1, r, r, r).float()
+            coarse = F.max_pool3d(occ, self.COARSE, self.COARSE, ceil_mode=True)
+            coarse = F.max_pool3d(coarse, 3, 1, padding=1)
+            self._coarse = (coarse.reshape(-1) > 0, coarse.shape[-1])
+        return self._coarse
+
     def _refresh_box(self) -> None:
+        self._coarse = None
         occ = self.occupied.nonzero(as_tuple=True)[0]
         if occ.numel() == 0:
             self.occupied_box.copy_(self.bbox[0].expand(2, 3))  # empty: a degenerate box
@@ -141,17 +165,37 @@ class OccupancyGrid(nn.Module):
         Ray i is stepped at t = t_in + (k + offset_i) * step, k = 0, 1, ..., inside [near, far]
         clipped to the box around occupied cells; offset (n,) in [0, 1) (0.5 for rendering,
         random for training)."""
-        n = origins.shape[0]
         t_in, t_out = ray_box(origins, dirs, self.occupied_box[0], self.occupied_box[1])
         t_in = torch.maximum(t_in, near.reshape(-1))
         t_out = torch.minimum(t_out, far.reshape(-1))
         counts = torch.ceil((t_out - t_in) / self.step - offset).clamp_min(0).long()
-        ray_idx = torch.repeat_interleave(torch.arange(n, device=origins.device), counts)
-        starts = torch.cumsum(counts, 0) - counts
-        k = torch.arange(ray_idx.shape[0], device=origins.device) - starts[ray_idx]
-        t = t_in[ray_idx] + (k.float() + offset[ray_idx]) * self.step
-        keep = self.is_occupied(origins[ray_idx] + dirs[ray_idx] * t[:, None])
-        return t[keep], ray_idx[keep]
+        stride = self._stride()
+        n_strides = (int(counts.max()) + stride - 1) // stride if counts.numel() else 0
+        # every ray's strides side by side (n, n_strides): a broadcast, no per-sample gathers
+        k0 = torch.arange(n_strides, device=origins.device) * stride
+        maybe = k0[None, :] < counts[:, None]
+        if stride > 1:  # drop the strides that start in a coarse cell with no content around
+            t0 = t_in[:, None] + (k0[None, :] + offset[:, None]) * self.step
+            coarse, rc = self.coarse_level()
+            pts = origins[:, None, :] + dirs[:, None, :] * t0[..., None]
+            maybe &= coarse[self._coarse_index(pts.reshape(-1, 3), rc)].view(maybe.shape)
+        ray_idx, j = maybe.nonzero(as_tuple=True)  # ray-major, strides in order
+        # the steps of the kept strides (m', stride), tested one by one against the fine grid
+        k = k0[j, None] + torch.arange(stride, device=origins.device)
+        t = t_in[ray_idx, None] + (k.float() + offset[ray_idx, None]) * self.step
+        pts = origins[ray_idx, None, :] + dirs[ray_idx, None, :] * t[..., None]
+        keep = (k < counts[ray_idx, None]) & self.is_occupied(pts.reshape(-1, 3)).view(k.shape)
+        return t[keep], ray_idx[:, None].expand_as(k)[keep]
+
+    def _stride(self) -> int:
+        """Marching steps per coarse stride: as many as fit in a coarse cell's narrowest width."""
+        width = float(((self.bbox[1] - self.bbox[0]) / self.res).min()) * self.COARSE
+        return max(int(width / self.step * (1 - 1e-4)), 1)
+
+    def _coarse_index(self, points: torch.Tensor, rc: int) -> torch.Tensor:
+        lo, hi = self.bbox[0], self.bbox[1]
+        c = ((points - lo) / (hi - lo) * self.res / self.COARSE).floor().long().clamp(0, rc - 1)
+        return (c[:, 0] * rc + c[:, 1]) * rc + c[:, 2]
 
     @torch.no_grad()
     def march(self, origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
@@ -174,11 +218,17 @@ class OccupancyGrid(nn.Module):
     @torch.no_grad()
     def march_field(self, origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
                     offset: torch.Tensor, field_fn: Callable | None, early_stop: float = 1e-4,
-                    alpha_min: float = 0.0, first_round: int = 8):
+                    alpha_min: float = 0.0, first_round: int = 8, payload_fn: Callable | None = None,
+                    weight_min: float = 0.0):
         """`march` for a `field_fn` (points (m, 3), ray_idx (m,)) -> (density (m,), payload (m, k)
         or None) that also returns the payload (e.g. colour) of the kept samples, so a render
         without gradients evaluates the field once per sample: t, ray_idx, evaluated, density
-        (m,) and payload (m, k) of the kept samples (None without a payload)."""
+        (m,) and payload (m, k) of the kept samples (None without a payload).
+
+        With a `payload_fn` (field_fn's payload of the kept samples, their ray_idx) -> payload,
+        the costly part of the payload (e.g. the colour head) runs on the kept samples only.
+        weight_min: also drop samples whose compositing weight (transmittance x alpha) is at most
+        this (for renders: a pixel then loses at most that much weight per dropped sample)."""
         t, ray_idx = self.candidates(origins, dirs, near, far, offset)
         if field_fn is None or t.numel() == 0:
             return t, ray_idx, 0, None, None
@@ -208,11 +258,14 @@ class OccupancyGrid(nn.Module):
             tau = tau_from_alpha(alpha)
             _, round_starts = segment_starts(r_idx, n)
             before = acc_tau[r_idx] + exclusive_segment_cumsum(tau, r_idx, round_starts)
-            keep = (torch.exp(-before) > early_stop) & (alpha > alpha_min)
+            trans = torch.exp(-before)
+            keep = (trans > early_stop) & (alpha > alpha_min)
+            if weight_min > 0:
+                keep &= trans * alpha > weight_min
             kept.append(sel[keep])
             sigmas.append(sigma[keep])
             if payload is not None:
-                payloads.append(payload[keep])
+                payloads.append(payload[keep] if payload_fn is None else payload_fn(payload[keep], r_idx[keep]))
             acc_tau.index_add_(0, r_idx, tau)
             alive &= torch.exp(-acc_tau) > early_stop
         idx = torch.cat(kept)

@@ -67,6 +67,23 @@ def composite_packed(sigma: torch.Tensor, rgb: torch.Tensor, t_starts: torch.Ten
     return {"rgb": colour, "opacity": opacity, "depth": depth, "expected_depth": expected, "weights": weights}
 
 
+def distortion_loss(weights: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.Tensor, ray_idx: torch.Tensor,
+                    n_rays: int) -> torch.Tensor:
+    """mip-NeRF 360's distortion loss per ray (n_rays,), from packed samples in O(m):
+
+        sum_ij w_i w_j |m_i - m_j| + 1/3 sum_i w_i^2 (t_end_i - t_start_i),  m = interval midpoints
+
+    It is small when a ray's weight sits in one short stretch (a surface) and large when it is
+    spread along the ray (fog). With samples sorted by depth, the double sum is
+    2 sum_i w_i (m_i W_i - S_i), W_i and S_i the sums of w and w * m over the earlier samples."""
+    _, starts = segment_starts(ray_idx, n_rays)
+    mid = 0.5 * (t_starts + t_ends)
+    w_before = exclusive_segment_cumsum(weights, ray_idx, starts)
+    wm_before = exclusive_segment_cumsum(weights * mid, ray_idx, starts)
+    per_sample = 2.0 * weights * (mid * w_before - wm_before) + weights.square() * (t_ends - t_starts) / 3.0
+    return segment_sum(per_sample, ray_idx, n_rays)
+
+
 def pack_dense(edges: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The samples `keep` (n_rays, n) of dense bins `edges` (n_rays, n + 1) as packed
     (t_starts, t_ends, ray_idx); flat index order keeps rays sorted and depths increasing."""

@@ -106,11 +106,11 @@ def test_update_decays_and_keeps_state_in_buffers():
     assert g.occupied.all()
     g.update(lambda p: torch.zeros(p.shape[0]), None, warmup=True)
     assert torch.allclose(g.opacity, torch.full_like(g.opacity, 0.5), atol=1e-3)  # max(old * decay, 0)
-    # a random subset after warm-up touches only those cells
-    before = g.opacity.clone()
-    g.update(lambda p: torch.zeros(p.shape[0]), torch.Generator().manual_seed(0), warmup=False, n_cells=20)
-    changed = (g.opacity != before).sum()
-    assert 0 < changed <= 20
+    # after warm-up a refresh samples a random subset, and every cell decays, sampled or not
+    g.update(lambda p: torch.full((p.shape[0],), 1000.0), torch.Generator().manual_seed(0), warmup=False, n_cells=20)
+    refreshed = g.opacity > 0.9
+    assert 0 < refreshed.sum() <= 20
+    assert torch.allclose(g.opacity[~refreshed], torch.full_like(g.opacity[~refreshed], 0.25), atol=1e-3)
 
 
 def test_silhouette_carving_keeps_every_surface_and_carves_the_box():
@@ -137,3 +137,32 @@ def test_silhouette_carving_keeps_every_surface_and_carves_the_box():
     # cells far from any content seen as background by the cameras are gone
     far_away = ~inside_shapes(centres, 0.6)
     assert g.allowed[far_away].float().mean() < 0.2
+
+
+def test_coarse_strides_keep_every_occupied_step():
+    """Candidates found through the coarse level are exactly the steps, taken one by one, that land
+    in occupied cells: sparse random blobs, rays from every direction, random offsets."""
+    gen = torch.Generator().manual_seed(3)
+    g = OccupancyGrid(torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]), res=64, step=2 * 3 ** 0.5 / 200)
+    occ = torch.zeros(64, 64, 64, dtype=torch.bool)
+    for c in torch.randint(4, 60, (12, 3), generator=gen):
+        occ[c[0] - 3:c[0] + 2, c[1] - 2:c[1] + 3, c[2] - 1:c[2] + 4] = True
+    g.restrict(occ.reshape(-1))
+    assert g._stride() > 1 and g.occupied.float().mean() < 0.05
+    n = 3000
+    d = torch.nn.functional.normalize(torch.randn(n, 3, generator=gen), dim=-1)
+    o = torch.rand(n, 3, generator=gen) * 1.6 - 0.8 - 2.5 * d
+    near, far = torch.zeros(n, 1), torch.full((n, 1), 6.0)
+    offset = torch.rand(n, generator=gen)
+    t, ray_idx = g.candidates(o, d, near, far, offset)
+    # reference: every step of every ray from where it enters the box around the occupied cells
+    # (the stepping's anchor), tested one by one against the fine grid
+    t_in, t_out = ray_box(o, d, g.occupied_box[0], g.occupied_box[1])
+    k = torch.arange(int(6.0 / g.step) + 1, dtype=torch.float32)
+    ts = t_in[:, None] + (k[None, :] + offset[:, None]) * g.step  # (n, K)
+    inside = ts < t_out[:, None]
+    occ_ref = g.is_occupied((o[:, None, :] + d[:, None, :] * ts[..., None]).reshape(-1, 3)).view(n, -1) & inside
+    r_ref, c_ref = occ_ref.nonzero(as_tuple=True)
+    assert r_ref.numel() > 1000
+    assert torch.equal(ray_idx, r_ref)
+    assert (t - ts[r_ref, c_ref]).abs().max() < 1e-4

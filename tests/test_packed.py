@@ -2,7 +2,7 @@
 import torch
 
 from render.composite import composite
-from render.packed import composite_packed, exclusive_segment_cumsum, pack_dense, segment_starts
+from render.packed import composite_packed, distortion_loss, exclusive_segment_cumsum, pack_dense, segment_starts
 from render.samplers import stratified_edges
 
 
@@ -67,3 +67,28 @@ def test_no_samples_at_all():
                            torch.zeros(0, dtype=torch.long), 4, torch.ones(3), 6.0)
     assert torch.equal(out["rgb"], torch.ones(4, 3)) and torch.equal(out["opacity"], torch.zeros(4, 1))
     assert torch.equal(out["depth"], torch.full((4, 1), 6.0))
+
+
+def test_distortion_loss_matches_the_double_sum():
+    """The O(m) packed form equals the definition's double sum, ray by ray (rays without samples: 0),
+    and it is larger for weight spread along a ray than for the same weight on one interval."""
+    gen = torch.Generator().manual_seed(0)
+    counts = torch.tensor([3, 0, 7, 1, 12])
+    ray_idx = torch.repeat_interleave(torch.arange(5), counts)
+    m = ray_idx.numel()
+    edges = [torch.sort(torch.rand(c + 1, generator=gen)).values for c in counts.tolist()]
+    t0 = torch.cat([e[:-1] for e in edges])
+    t1 = torch.cat([e[1:] for e in edges])
+    w = torch.rand(m, generator=gen) * 0.3
+    got = distortion_loss(w, t0, t1, ray_idx, 5)
+    for r in range(5):
+        sel = ray_idx == r
+        wi, mi, di = w[sel], 0.5 * (t0[sel] + t1[sel]), t1[sel] - t0[sel]
+        ref = (wi[:, None] * wi[None, :] * (mi[:, None] - mi[None, :]).abs()).sum() + (wi.square() * di).sum() / 3
+        assert abs(float(got[r]) - float(ref)) < 1e-6, r
+    assert got[1] == 0
+    # one ray, total weight 1: on a single interval of length 0.01 vs spread over [0, 1]
+    ts = torch.linspace(0, 1, 101)
+    spread = distortion_loss(torch.full((100,), 0.01), ts[:-1], ts[1:], torch.zeros(100, dtype=torch.long), 1)
+    tight = distortion_loss(torch.ones(1), ts[50:51], ts[51:52], torch.zeros(1, dtype=torch.long), 1)
+    assert abs(float(tight) - 0.01 / 3) < 1e-7 and abs(float(spread) - 1 / 3) < 1e-3

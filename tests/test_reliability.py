@@ -109,6 +109,7 @@ def test_override_wrong_type_and_range(tmp_path, capsys):
     for arg, needle in [("train.batch_rays=many", "'train.batch_rays' must be int"),
                         ("data.downscale=0", "data.downscale: must be >= 1"),
                         ("train.lr_decay_factor=2", "train.lr_decay_factor: must be in (0, 1]"),
+                        ("train.lr_decay_over=hours", "train.lr_decay_over: must be steps or minutes"),
                         ("model.method=magic", "model.method: unknown method 'magic'")]:
         code, err = _train_cli(capsys, "--out", str(tmp_path / "r"), "--quiet", arg)
         assert code == 2 and needle in err and len(err.splitlines()) == 1, err

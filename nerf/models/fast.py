@@ -20,7 +20,7 @@ from nerf.grid_encodings import build_encoding
 from nerf.models.base import RenderModel, SceneInfo, psnr_from_mse
 from render.carving import silhouette_hull
 from render.occupancy import OccupancyGrid
-from render.packed import composite_packed
+from render.packed import composite_packed, distortion_loss
 from render.rays import RayBundle
 
 NDC_BOX = [[-1.5, -1.5, -1.0], [1.5, 1.5, 1.0]]
@@ -84,11 +84,16 @@ class FastNeRF(RenderModel):
         else:  # rendering: colour comes with the marching rounds, one field evaluation per sample
             def field_fn(pts, r_idx):
                 with self._autocast(pts.device.type):
-                    s, c = self.field(pts, vdirs[r_idx])
-                return s.float(), c.float()
+                    return self.field.density_features(pts)
+
+            def colour_fn(features, r_idx):  # only for the samples that are kept
+                with self._autocast(features.device.type):
+                    return self.field.colour(features, vdirs[r_idx]).float()
 
             t, ray_idx, evaluated, sigma, rgb = self.grid.march_field(o, d, rays.near, rays.far, offset, field_fn,
-                                                                      fc.early_stop, fc.alpha_min)
+                                                                      fc.early_stop, fc.alpha_min,
+                                                                      payload_fn=colour_fn,
+                                                                      weight_min=fc.render_weight_min)
         half = 0.5 * self.grid.step
         t_start, t_end = t - half, t + half
         if t.numel() == 0:  # nothing occupied: one empty interval keeps the graph for backward
@@ -99,14 +104,31 @@ class FastNeRF(RenderModel):
             pts = o[ray_idx] + d[ray_idx] * t[:, None]
             with self._autocast(o.device.type):
                 sigma, rgb = self.field(pts, vdirs[ray_idx])  # real directions, also in NDC
-        out = composite_packed(sigma.float(), rgb.float(), t_start, t_end, ray_idx, n, self.background, rays.far)
+        background = self.background
+        if background is None and fc.random_background and self.training and jitter:
+            background = torch.rand(n, 3, generator=generator, device=o.device)
+        out = composite_packed(sigma.float(), rgb.float(), t_start, t_end, ray_idx, n, background, rays.far)
+        if fc.distortion_weight > 0 and torch.is_grad_enabled():
+            # on depths normalised to [0, 1] between each ray's near and far (NDC t already is)
+            near, span = rays.near[ray_idx, 0], (rays.far - rays.near)[ray_idx, 0]
+            out["distortion"] = distortion_loss(out["weights"], (t_start - near) / span, (t_end - near) / span,
+                                                ray_idx, n).mean()
         out["samples_per_ray"] = float(t_start.numel()) / max(n, 1)
         out["evaluated_per_ray"] = float(evaluated) / max(n, 1)
         return out
 
     def loss(self, outputs: dict, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         mse = F.mse_loss(outputs["rgb"], target)
-        return mse, {"psnr": psnr_from_mse(mse.item())}
+        logs = {"psnr": psnr_from_mse(mse.item())}
+        loss = mse
+        if self.fc.tv_weight > 0:
+            tv = self.field.encoding.total_variation()
+            logs["tv"] = float(tv.detach())
+            loss = loss + self.fc.tv_weight * tv
+        if "distortion" in outputs:
+            logs["distortion"] = float(outputs["distortion"].detach())
+            loss = loss + self.fc.distortion_weight * outputs["distortion"]
+        return loss, logs
 
     def param_groups(self, lr: float) -> list[dict]:
         s = self.fc.grid_lr_scale

@@ -1,0 +1,65 @@
+"""How fast a trained run renders: seconds per held-out view (median of several) and the wall
+time of a whole `render-video` path, with samples per ray, from a run folder written by train-scene.
+
+    python benchmarks/render_speed.py RUN_DIR [--views 5] [--video-frames 120] [--tag NAME]
+
+Writes benchmarks/results/render_speed_<tag>.json. The video is rendered exactly as
+`render-video RUN_DIR` does (same path, resolution and mp4 encoding), into RUN_DIR/videos.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import RESULTS, machine, median, peak_rss_mb, write_json  # noqa: E402
+from datasets import load_scene  # noqa: E402
+from nerf.evaluate import render_view  # noqa: E402
+from nerf.runs import load_run_config, load_trained_model  # noqa: E402
+from nerf.video_run import render_video  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run_dir")
+    ap.add_argument("--views", type=int, default=5, help="held-out views to time (after one warm-up view)")
+    ap.add_argument("--video-frames", type=int, default=120, help="frames of the timed video (0: skip)")
+    ap.add_argument("--data", help="the scene folder, if it moved since training")
+    ap.add_argument("--tag", default=None, help="results file suffix (default: the run folder's name)")
+    a = ap.parse_args()
+    run_dir = Path(a.run_dir)
+    cfg = load_run_config(run_dir, [f"data.path={a.data}"] if a.data else [])
+    model, step, scene_json = load_trained_model(run_dir, cfg, torch.device("cpu"))
+    info = model.info
+    test = load_scene(dataclasses.replace(cfg.data, max_images=a.views + 1), "test")
+    cams = test.cameras
+    render_view(model, cams, a.views, info, cfg.render.chunk)  # warm-up
+    seconds = []
+    for i in range(a.views):
+        t0 = time.perf_counter()
+        render_view(model, cams, i, info, cfg.render.chunk)
+        seconds.append(time.perf_counter() - t0)
+    result = {"run": str(run_dir), "step": step, "method": cfg.model.method, "width": cams.width,
+              "height": cams.height, "view_seconds": seconds, "view_seconds_median": median(seconds)}
+    print(f"{cams.width}x{cams.height} view: median {median(seconds):.2f} s over {a.views} "
+          f"({', '.join(f'{s:.2f}' for s in seconds)})")
+    if a.video_frames:
+        v = cfg.video
+        t0 = time.perf_counter()
+        render_video(run_dir, model, scene_json, a.video_frames, v.fps, v.downscale, v.path, cfg.render.chunk,
+                     show_progress=False)
+        dt = time.perf_counter() - t0
+        result.update(video_frames=a.video_frames, video_seconds=dt)
+        print(f"video: {a.video_frames} frames in {dt:.1f} s ({dt / a.video_frames:.2f} s/frame)")
+    result.update(peak_rss_mb=peak_rss_mb(), machine=machine())
+    write_json(RESULTS / f"render_speed_{a.tag or run_dir.name}.json", result)
+
+
+if __name__ == "__main__":
+    main()
