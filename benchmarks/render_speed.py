@@ -1,7 +1,7 @@
 """How fast a trained run renders: seconds per held-out view (median of several) and the wall
 time of a whole `render-video` path, with samples per ray, from a run folder written by train-scene.
 
-    python benchmarks/render_speed.py RUN_DIR [--views 5] [--video-frames 120] [--tag NAME]
+    python benchmarks/render_speed.py RUN_DIR [--views 5] [--video-frames 120] [--tag NAME] [KEY=VALUE ...]
 
 Writes benchmarks/results/render_speed_<tag>.json. The video is rendered exactly as
 `render-video RUN_DIR` does (same path, resolution and mp4 encoding), into RUN_DIR/videos.
@@ -32,9 +32,11 @@ def main() -> None:
     ap.add_argument("--video-frames", type=int, default=120, help="frames of the timed video (0: skip)")
     ap.add_argument("--data", help="the scene folder, if it moved since training")
     ap.add_argument("--tag", default=None, help="results file suffix (default: the run folder's name)")
-    a = ap.parse_args()
+    ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                    help="config overrides for rendering, e.g. train.precision=fp32 for a run trained in bf16")
+    a = ap.parse_intermixed_args()
     run_dir = Path(a.run_dir)
-    cfg = load_run_config(run_dir, [f"data.path={a.data}"] if a.data else [])
+    cfg = load_run_config(run_dir, ([f"data.path={a.data}"] if a.data else []) + a.overrides)
     model, step, scene_json = load_trained_model(run_dir, cfg, torch.device("cpu"))
     info = model.info
     test = load_scene(dataclasses.replace(cfg.data, max_images=a.views + 1), "test")
@@ -45,7 +47,8 @@ def main() -> None:
         t0 = time.perf_counter()
         render_view(model, cams, i, info, cfg.render.chunk)
         seconds.append(time.perf_counter() - t0)
-    result = {"run": str(run_dir), "step": step, "method": cfg.model.method, "width": cams.width,
+    result = {"run": str(run_dir), "step": step, "method": cfg.model.method, "overrides": a.overrides,
+              "precision": cfg.train.precision, "width": cams.width,
               "height": cams.height, "view_seconds": seconds, "view_seconds_median": median(seconds)}
     print(f"{cams.width}x{cams.height} view: median {median(seconds):.2f} s over {a.views} "
           f"({', '.join(f'{s:.2f}' for s in seconds)})")
