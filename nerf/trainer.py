@@ -327,6 +327,9 @@ class Trainer:
                         writer.add_scalar("perf/samples_per_ray", figs["samples_per_ray"], self.step)
                         if "evaluated_per_ray" in figs:
                             writer.add_scalar("perf/evaluated_per_ray", figs["evaluated_per_ray"], self.step)
+                        for term in ("tv", "distortion"):  # regularisers of the fast method, when on
+                            if term in figs:
+                                writer.add_scalar(f"train/{term}", figs[term], self.step)
                         writer.add_scalar("train/skipped_steps", self.skipped_steps, self.step)
                         writer.add_scalar("train/opacity", figs["opacity_mean"], self.step)
                         window_time, window_steps, window_samples = 0.0, 0, 0.0

@@ -167,3 +167,19 @@ def test_random_background_only_for_training_rays_of_photos(trained):
         white = tr.model(rays, jitter=True, generator=torch.Generator().manual_seed(0))
     tr.model.eval()
     assert torch.allclose(white["rgb"] - off["rgb"], (1 - off["opacity"]).expand(-1, 3), atol=1e-5)
+
+
+def test_regularisers_enter_the_loss(tmp_path):
+    """tv_weight and distortion_weight add their terms to the loss (logged by name), and training
+    with both stays finite."""
+    over = ["data.synthetic.resolution=16", "data.synthetic.n_train=2", "train.batch_rays=64", "train.eval_every=0",
+            "model.fast.grid_res=16", "model.fast.occ_res=16", "train.max_steps=2"]
+    plain = Trainer(load_config("builtin", over), tmp_path / "plain", torch.device("cpu"), log=lambda *a: None,
+                    show_progress=False)
+    reg = Trainer(load_config("builtin", over + ["model.fast.tv_weight=0.5", "model.fast.distortion_weight=0.5"]),
+                  tmp_path / "reg", torch.device("cpu"), log=lambda *a: None, show_progress=False)
+    a, b = plain.train_step(), reg.train_step()  # same seed: same batch and field
+    assert "tv" not in a and "distortion" not in a
+    assert b["tv"] > 0 and b["distortion"] > 0
+    assert b["loss"] == pytest.approx(a["loss"] + 0.5 * b["tv"] + 0.5 * b["distortion"], rel=1e-4)
+    assert math.isfinite(reg.train_step()["loss"])
