@@ -35,13 +35,13 @@ class FastField(nn.Module):
         super().__init__()
         self.encoding = encoding
         self.geo_features = geo_features
-        self.density_mlp = nn.Sequential(nn.Linear(encoding.out_dim, hidden), nn.ReLU(),
+        self.density_mlp = nn.Sequential(nn.Linear(encoding.out_dim, hidden), nn.ReLU(inplace=True),
                                          nn.Linear(hidden, 1 + geo_features))
         with torch.no_grad():  # initial density exp(density_bias) everywhere
             self.density_mlp[-1].bias[0] = density_bias
         self.dir_enc = SphericalHarmonics(sh_degree)
-        self.colour_mlp = nn.Sequential(nn.Linear(geo_features + self.dir_enc.out_dim, colour_hidden), nn.ReLU(),
-                                        nn.Linear(colour_hidden, colour_hidden), nn.ReLU(),
+        self.colour_mlp = nn.Sequential(nn.Linear(geo_features + self.dir_enc.out_dim, colour_hidden), nn.ReLU(inplace=True),
+                                        nn.Linear(colour_hidden, colour_hidden), nn.ReLU(inplace=True),
                                         nn.Linear(colour_hidden, 3))
 
     def grid_parameters(self) -> list[nn.Parameter]:

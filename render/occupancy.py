@@ -171,31 +171,43 @@ class OccupancyGrid(nn.Module):
         counts = torch.ceil((t_out - t_in) / self.step - offset).clamp_min(0).long()
         stride = self._stride()
         n_strides = (int(counts.max()) + stride - 1) // stride if counts.numel() else 0
+        # rays in fine-cell units: the cell of a point is the floor of its coordinates
+        scale = self.res / (self.bbox[1] - self.bbox[0])
+        o_cell, d_cell = (origins - self.bbox[0]) * scale, dirs * scale
         # every ray's strides side by side (n, n_strides): a broadcast, no per-sample gathers
         k0 = torch.arange(n_strides, device=origins.device) * stride
         maybe = k0[None, :] < counts[:, None]
         if stride > 1:  # drop the strides that start in a coarse cell with no content around
             t0 = t_in[:, None] + (k0[None, :] + offset[:, None]) * self.step
             coarse, rc = self.coarse_level()
-            pts = origins[:, None, :] + dirs[:, None, :] * t0[..., None]
-            maybe &= coarse[self._coarse_index(pts.reshape(-1, 3), rc)].view(maybe.shape)
+            pts = torch.addcmul(o_cell[:, None, :], d_cell[:, None, :], t0[..., None]).div_(self.COARSE)
+            maybe &= _take(coarse, self._flat_cell(pts, rc))
         ray_idx, j = maybe.nonzero(as_tuple=True)  # ray-major, strides in order
         # the steps of the kept strides (m', stride), tested one by one against the fine grid
-        k = k0[j, None] + torch.arange(stride, device=origins.device)
-        t = t_in[ray_idx, None] + (k.float() + offset[ray_idx, None]) * self.step
-        pts = origins[ray_idx, None, :] + dirs[ray_idx, None, :] * t[..., None]
-        keep = (k < counts[ray_idx, None]) & self.is_occupied(pts.reshape(-1, 3)).view(k.shape)
-        return t[keep], ray_idx[:, None].expand_as(k)[keep]
+        k = _take(k0, j)[:, None] + torch.arange(stride, device=origins.device)
+        t = _take(t_in, ray_idx)[:, None] + (k.float() + _take(offset, ray_idx)[:, None]) * self.step
+        pts = torch.addcmul(_take(o_cell, ray_idx)[:, None, :], _take(d_cell, ray_idx)[:, None, :], t[..., None])
+        # the steps lie inside the box by construction (up to rounding, which the clamp absorbs)
+        keep = (k < _take(counts, ray_idx)[:, None]) & _take(self.occupied, self._flat_cell(pts, self.res))
+        keep = keep.view(-1).nonzero()[:, 0]
+        return _take(t.view(-1), keep), _take(ray_idx, keep.div(stride, rounding_mode="floor"))
 
     def _stride(self) -> int:
         """Marching steps per coarse stride: as many as fit in a coarse cell's narrowest width."""
         width = float(((self.bbox[1] - self.bbox[0]) / self.res).min()) * self.COARSE
         return max(int(width / self.step * (1 - 1e-4)), 1)
 
-    def _coarse_index(self, points: torch.Tensor, rc: int) -> torch.Tensor:
-        lo, hi = self.bbox[0], self.bbox[1]
-        c = ((points - lo) / (hi - lo) * self.res / self.COARSE).floor().long().clamp(0, rc - 1)
-        return (c[:, 0] * rc + c[:, 1]) * rc + c[:, 2]
+    @staticmethod
+    def _flat_cell(cell_pts: torch.Tensor, res: int) -> torch.Tensor:
+        """Flat index (...) of the cells of a res^3 lattice holding points (..., 3) given in cell
+        units (clamped into the lattice). In float32 while exact (res^3 <= 2^24): one clamp, one
+        floor and one matrix product over the points instead of a chain of integer ops."""
+        c = cell_pts.clamp_(0, res - 1).floor_()
+        if res ** 3 <= 1 << 24:
+            w = torch.tensor([res * res, res, 1], dtype=c.dtype, device=c.device)
+            return (c @ w).long()
+        c = c.long()
+        return (c[..., 0] * res + c[..., 1]) * res + c[..., 2]
 
     @torch.no_grad()
     def march(self, origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
@@ -234,22 +246,19 @@ class OccupancyGrid(nn.Module):
             return t, ray_idx, 0, None, None
         n = origins.shape[0]
         _, starts = segment_starts(ray_idx, n)
-        k = torch.arange(t.shape[0], device=t.device) - starts[ray_idx]
-        rnd = torch.floor(torch.log2(k.float() / first_round + 1.0)).long()  # round r: k in [K(2^r-1), K(2^(r+1)-1))
-        order = torch.argsort(rnd, stable=True)  # rounds contiguous; rays sorted within a round
-        bounds = torch.cumsum(torch.bincount(rnd), 0).tolist()
+        k = torch.arange(t.shape[0], device=t.device) - _take(starts, ray_idx)
+        rnd = torch.floor(torch.log2(k.float() / first_round + 1.0))  # round r: k in [K(2^r-1), K(2^(r+1)-1))
         acc_tau = torch.zeros(n, device=t.device)
         alive = torch.ones(n, dtype=torch.bool, device=t.device)
         kept, sigmas, payloads = [], [], []
-        evaluated, lo = 0, 0
-        for hi in bounds:
-            sel = order[lo:hi]
-            lo = hi
-            sel = sel[alive[ray_idx[sel]]]
+        evaluated = 0
+        for r in range(int(rnd.max()) + 1):
+            sel = (rnd == r).nonzero()[:, 0]  # this round's steps, ray-major
+            sel = _take(sel, _take(alive, _take(ray_idx, sel)).nonzero()[:, 0])
             if sel.numel() == 0:
                 break
-            r_idx = ray_idx[sel]
-            pts = origins[r_idx] + dirs[r_idx] * t[sel, None]
+            r_idx = _take(ray_idx, sel)
+            pts = torch.addcmul(_take(origins, r_idx), _take(dirs, r_idx), _take(t, sel)[:, None])
             out = field_fn(pts, r_idx)
             sigma, payload = out if isinstance(out, tuple) else (out, None)
             sigma = sigma.float().reshape(-1)
@@ -257,19 +266,27 @@ class OccupancyGrid(nn.Module):
             alpha = 1.0 - torch.exp(-sigma.clamp_min(0) * self.step)
             tau = tau_from_alpha(alpha)
             _, round_starts = segment_starts(r_idx, n)
-            before = acc_tau[r_idx] + exclusive_segment_cumsum(tau, r_idx, round_starts)
+            before = _take(acc_tau, r_idx) + exclusive_segment_cumsum(tau, r_idx, round_starts)
             trans = torch.exp(-before)
             keep = (trans > early_stop) & (alpha > alpha_min)
             if weight_min > 0:
                 keep &= trans * alpha > weight_min
-            kept.append(sel[keep])
-            sigmas.append(sigma[keep])
+            keep = keep.nonzero()[:, 0]
+            kept.append(_take(sel, keep))
+            sigmas.append(_take(sigma, keep))
             if payload is not None:
-                payloads.append(payload[keep] if payload_fn is None else payload_fn(payload[keep], r_idx[keep]))
+                payload = _take(payload, keep)
+                payloads.append(payload if payload_fn is None else payload_fn(payload, _take(r_idx, keep)))
             acc_tau.index_add_(0, r_idx, tau)
             alive &= torch.exp(-acc_tau) > early_stop
         idx = torch.cat(kept)
         order = torch.argsort(idx)  # back to ray-major, front-to-back order
-        idx = idx[order]
-        payload = torch.cat(payloads)[order] if payloads else None
-        return t[idx], ray_idx[idx], evaluated, torch.cat(sigmas)[order], payload
+        idx = _take(idx, order)
+        payload = _take(torch.cat(payloads), order) if payloads else None
+        return _take(t, idx), _take(ray_idx, idx), evaluated, _take(torch.cat(sigmas), order), payload
+
+
+def _take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """x[idx] along the first axis for an index tensor of any shape: `index_select`, about twice
+    as fast on CPU as advanced indexing, which these per-sample gathers are made of."""
+    return x.index_select(0, idx.reshape(-1)).view(idx.shape + x.shape[1:])

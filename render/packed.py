@@ -28,7 +28,7 @@ def exclusive_segment_cumsum(values: torch.Tensor, ray_idx: torch.Tensor, starts
         return values
     c = torch.cumsum(values.double(), 0)
     excl = c - values.double()
-    return (excl - excl[starts[ray_idx]]).to(values.dtype)
+    return (excl - excl.index_select(0, starts.index_select(0, ray_idx))).to(values.dtype)
 
 
 def tau_from_alpha(alpha: torch.Tensor) -> torch.Tensor:
