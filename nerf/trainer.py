@@ -143,7 +143,10 @@ class Trainer:
             self.log(f"initialised from {init_file}")
         prepare_run_dir(self.run_dir, resume, overwrite)  # only once the data (and init) loaded: no empty run folders
         self.model.train()
-        self.optimizer = torch.optim.Adam(self.model.param_groups(cfg.train.lr), betas=(0.9, 0.999))
+        # fused Adam (one kernel over all parameters): 1.8 ms against 7.8 ms per step for the fast
+        # method's 1.3M grid entries on this CPU (benchmarks/optimizer_step.py); same update rule
+        self.optimizer = torch.optim.Adam(self.model.param_groups(cfg.train.lr), betas=(0.9, 0.999),
+                                          fused=device.type in ("cpu", "cuda"))
         self.generator = torch.Generator(device=device).manual_seed(cfg.train.seed)
         self.step, self.train_seconds = 0, 0.0
         self.skipped_steps, self.fault_streak, self.rollbacks, self.lr_scale = 0, 0, 0, 1.0
