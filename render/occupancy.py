@@ -238,9 +238,10 @@ class OccupancyGrid(nn.Module):
         (m,) and payload (m, k) of the kept samples (None without a payload).
 
         With a `payload_fn` (field_fn's payload of the kept samples, their ray_idx) -> payload,
-        the costly part of the payload (e.g. the colour head) runs on the kept samples only.
-        weight_min: also drop samples whose compositing weight (transmittance x alpha) is at most
-        this (for renders: a pixel then loses at most that much weight per dropped sample)."""
+        the costly part of the payload (e.g. the colour head) runs on the kept samples only, and
+        with weight_min > 0 only on those whose compositing weight (transmittance x alpha) exceeds
+        weight_min: the others get a zero payload (black) but keep their density, so opacity and
+        depth are unchanged and a pixel's colour moves by at most weight_min per such sample."""
         t, ray_idx = self.candidates(origins, dirs, near, far, offset)
         if field_fn is None or t.numel() == 0:
             return t, ray_idx, 0, None, None
@@ -268,15 +269,12 @@ class OccupancyGrid(nn.Module):
             _, round_starts = segment_starts(r_idx, n)
             before = _take(acc_tau, r_idx) + exclusive_segment_cumsum(tau, r_idx, round_starts)
             trans = torch.exp(-before)
-            keep = (trans > early_stop) & (alpha > alpha_min)
-            if weight_min > 0:
-                keep &= trans * alpha > weight_min
-            keep = keep.nonzero()[:, 0]
+            keep = ((trans > early_stop) & (alpha > alpha_min)).nonzero()[:, 0]
             kept.append(_take(sel, keep))
             sigmas.append(_take(sigma, keep))
             if payload is not None:
-                payload = _take(payload, keep)
-                payloads.append(payload if payload_fn is None else payload_fn(payload, _take(r_idx, keep)))
+                payloads.append(self._payload(_take(payload, keep), _take(r_idx, keep), payload_fn,
+                                              _take(trans * alpha, keep), weight_min))
             acc_tau.index_add_(0, r_idx, tau)
             alive &= torch.exp(-acc_tau) > early_stop
         idx = torch.cat(kept)
@@ -284,6 +282,19 @@ class OccupancyGrid(nn.Module):
         idx = _take(idx, order)
         payload = _take(torch.cat(payloads), order) if payloads else None
         return _take(t, idx), _take(ray_idx, idx), evaluated, _take(torch.cat(sigmas), order), payload
+
+    @staticmethod
+    def _payload(payload: torch.Tensor, r_idx: torch.Tensor, payload_fn: Callable | None, weight: torch.Tensor,
+                 weight_min: float) -> torch.Tensor:
+        """payload_fn of the kept samples; with weight_min > 0 only of those whose compositing
+        weight exceeds it, the others get zeros (they still absorb, so nothing else changes)."""
+        if payload_fn is None:
+            return payload
+        if weight_min <= 0:
+            return payload_fn(payload, r_idx)
+        lit = (weight > weight_min).nonzero()[:, 0]
+        out = payload_fn(_take(payload, lit), _take(r_idx, lit))
+        return out.new_zeros((payload.shape[0],) + out.shape[1:]).index_copy_(0, lit, out)
 
 
 def _take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

@@ -113,6 +113,7 @@ class FastNeRF(RenderModel):
             near, span = rays.near[ray_idx, 0], (rays.far - rays.near)[ray_idx, 0]
             out["distortion"] = distortion_loss(out["weights"], (t_start - near) / span, (t_end - near) / span,
                                                 ray_idx, n).mean()
+        out["ray_idx"] = ray_idx  # the ray of each sample in out["weights"]
         out["samples_per_ray"] = float(t_start.numel()) / max(n, 1)
         out["evaluated_per_ray"] = float(evaluated) / max(n, 1)
         return out
