@@ -2,10 +2,11 @@
 
 Stages (each a few minutes on a shared 2-core CPU, so they run as separate invocations):
 
-  python benchmarks/meta_init.py meta --minutes 2.5 [--resume]
-      Reptile (nerf.meta, the code behind `meta-train`) on family seeds 100..115 with
+  python benchmarks/meta_init.py meta --minutes 2.5 [--tasks 16] [--outer-lr 1.0] [--resume]
+      Reptile (nerf.meta, the code behind `meta-train`) on family seeds 100..100+tasks-1 with
       configs/meta_builtin.yaml -> benchmarks/results/meta_init.pt (+ meta_init_train.json);
-      --resume continues from that file (meta-training in chunks of a few minutes)
+      --resume continues from that file (meta-training in chunks of a few minutes). The
+      reported run: --minutes 30 --tasks 64 --outer-lr 0.2 (epsilon annealed 0.2 -> 0).
   python benchmarks/meta_init.py compare --seeds 1
       For each unseen seed: train-scene's Trainer from the default initialisation for 1000 steps
       and from the learned one (--init) for 400, held-out PSNR on the scene's test views at fixed
@@ -140,10 +141,12 @@ def stage_report(a) -> None:
                      "learned_steps_to_default_1000": reach,
                      "fraction_of_1000": None if reach is None else reach / DEFAULT_STEPS,
                      "target_met": reach is not None and reach <= DEFAULT_STEPS / 5})
+    train = (json.loads((RESULTS / "meta_init_train.json").read_text())
+             if (RESULTS / "meta_init_train.json").is_file() else {})
     summary = {"rows": rows, "all_targets_met": all(r["target_met"] for r in rows),
-               "config": str(CONFIG.relative_to(ROOT)), "meta_training": "seeds 100..115",
-               "train": json.loads((RESULTS / "meta_init_train.json").read_text())["meta_steps_done"]
-               if (RESULTS / "meta_init_train.json").is_file() else None}
+               "config": str(CONFIG.relative_to(ROOT)),
+               "meta_training": "seeds {}..{}".format(*train["seeds"]) if "seeds" in train else None,
+               "meta_steps": train.get("total_meta_steps"), "meta_seconds": train.get("total_seconds")}
     (RESULTS / "meta_init_summary.json").write_text(json.dumps(summary, indent=1))
     keys = list(rows[0])
     lines = [",".join(keys)] + [",".join("" if r[k] is None else f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k])
