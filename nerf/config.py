@@ -37,8 +37,9 @@ class FastConfig:
     floaters when few views see the scene). random_background: for captures without alpha (real
     photos: every pixel sees a surface), composite training rays over a random colour per ray, so
     a ray matches its pixel only by becoming opaque; no dark fog passing for dark surfaces, and
-    opaque rays stop early. Renders are unaffected. render_weight_min: renders skip the colour head on samples whose
-    compositing weight is at most this (they count as black; opacity and depth are unchanged).
+    opaque rays stop early. Renders are unaffected. render_weight_min: renders skip the colour
+    head on samples whose compositing weight is at most this (they count as black; opacity and
+    depth are unchanged).
     distortion_weight: weight of mip-NeRF 360's distortion loss (depths normalised to [0, 1]
     between near and far), which gathers each ray's weight onto a surface instead of a fog:
     sharper geometry and fewer samples per ray on forward-facing captures."""

@@ -40,7 +40,8 @@ class FastField(nn.Module):
         with torch.no_grad():  # initial density exp(density_bias) everywhere
             self.density_mlp[-1].bias[0] = density_bias
         self.dir_enc = SphericalHarmonics(sh_degree)
-        self.colour_mlp = nn.Sequential(nn.Linear(geo_features + self.dir_enc.out_dim, colour_hidden), nn.ReLU(inplace=True),
+        self.colour_mlp = nn.Sequential(nn.Linear(geo_features + self.dir_enc.out_dim, colour_hidden),
+                                        nn.ReLU(inplace=True),
                                         nn.Linear(colour_hidden, colour_hidden), nn.ReLU(inplace=True),
                                         nn.Linear(colour_hidden, 3))
 
