@@ -66,7 +66,7 @@ def stage_meta(a) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     save_init(INIT, model, cfg, summary)
     summary["machine"] = machine()
-    (RESULTS / "meta_init_train.json").write_text(json.dumps(summary, indent=1))
+    (RESULTS / "meta_init_train.json").write_text(json.dumps(summary))  # one line: thousands of history rows
     print(f"wrote {INIT} after {summary['total_meta_steps']} Reptile steps ({summary['total_seconds']:.0f} s in all)")
 
 
