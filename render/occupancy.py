@@ -71,8 +71,7 @@ class OccupancyGrid(nn.Module):
         lo, hi = self.bbox[0], self.bbox[1]
         u = (points - lo) / (hi - lo)
         inside = ((u >= 0) & (u <= 1)).all(-1)
-        c = (u * self.res).long().clamp(0, self.res - 1)
-        return (c[:, 0] * self.res + c[:, 1]) * self.res + c[:, 2], inside
+        return self._flat_cell(u * self.res, self.res), inside
 
     def is_occupied(self, points: torch.Tensor) -> torch.Tensor:
         idx, inside = self.cell_index(points)
@@ -201,7 +200,8 @@ class OccupancyGrid(nn.Module):
     def _flat_cell(cell_pts: torch.Tensor, res: int) -> torch.Tensor:
         """Flat index (...) of the cells of a res^3 lattice holding points (..., 3) given in cell
         units (clamped into the lattice). In float32 while exact (res^3 <= 2^24): one clamp, one
-        floor and one matrix product over the points instead of a chain of integer ops."""
+        floor and one matrix product over the points instead of a chain of integer ops. Clamps
+        and floors `cell_pts` in place: pass a temporary."""
         c = cell_pts.clamp_(0, res - 1).floor_()
         if res ** 3 <= 1 << 24:
             w = torch.tensor([res * res, res, 1], dtype=c.dtype, device=c.device)
@@ -273,8 +273,10 @@ class OccupancyGrid(nn.Module):
             kept.append(_take(sel, keep))
             sigmas.append(_take(sigma, keep))
             if payload is not None:
-                payloads.append(self._payload(_take(payload, keep), _take(r_idx, keep), payload_fn,
-                                              _take(trans * alpha, keep), weight_min))
+                lit = None  # compositing weights, needed only to skip the payload of faint samples
+                if payload_fn is not None and weight_min > 0:
+                    lit = _take(trans * alpha, keep) > weight_min
+                payloads.append(self._payload(_take(payload, keep), _take(r_idx, keep), payload_fn, lit))
             acc_tau.index_add_(0, r_idx, tau)
             alive &= torch.exp(-acc_tau) > early_stop
         idx = torch.cat(kept)
@@ -284,15 +286,15 @@ class OccupancyGrid(nn.Module):
         return _take(t, idx), _take(ray_idx, idx), evaluated, _take(torch.cat(sigmas), order), payload
 
     @staticmethod
-    def _payload(payload: torch.Tensor, r_idx: torch.Tensor, payload_fn: Callable | None, weight: torch.Tensor,
-                 weight_min: float) -> torch.Tensor:
-        """payload_fn of the kept samples; with weight_min > 0 only of those whose compositing
-        weight exceeds it, the others get zeros (they still absorb, so nothing else changes)."""
+    def _payload(payload: torch.Tensor, r_idx: torch.Tensor, payload_fn: Callable | None,
+                 lit: torch.Tensor | None) -> torch.Tensor:
+        """payload_fn of the kept samples; with a mask `lit` only of those it marks (compositing
+        weight above weight_min), the others get zeros (they still absorb, so nothing else changes)."""
         if payload_fn is None:
             return payload
-        if weight_min <= 0:
+        if lit is None:
             return payload_fn(payload, r_idx)
-        lit = (weight > weight_min).nonzero()[:, 0]
+        lit = lit.nonzero()[:, 0]
         out = payload_fn(_take(payload, lit), _take(r_idx, lit))
         return out.new_zeros((payload.shape[0],) + out.shape[1:]).index_copy_(0, lit, out)
 
