@@ -167,7 +167,9 @@ def meta_train(cfg: Config, ms: MetaSettings, device: torch.device = torch.devic
            "seeds": [ms.first_seed, ms.first_seed + ms.n_tasks - 1], "settings": dataclasses.asdict(ms),
            "history": history}
     runs = earlier + [run]
-    summary = {**run, "total_meta_steps": sum(r["meta_steps_done"] for r in runs),
+    # the latest run's figures at the top, its per-step history only once (in runs)
+    summary = {**{k: v for k, v in run.items() if k != "history"},
+               "total_meta_steps": sum(r["meta_steps_done"] for r in runs),
                "total_seconds": sum(r["seconds"] for r in runs), "runs": runs}
     return model, summary
 

@@ -111,8 +111,9 @@ def test_meta_train_then_trainer_starts_from_the_init(tmp_path):
     cfg = load_config(None, TINY + ["data.synthetic.random_content=true"])
     ms = MetaSettings(meta_steps=3, inner_steps=2, n_tasks=2, outer_lr=0.5, log_every=1)
     model, summary = meta_train(cfg, ms, log=lambda *a: None)
-    assert summary["meta_steps_done"] == 3 and len(summary["history"]) == 3
-    assert summary["history"][0]["epsilon"] == 0.5
+    history = summary["runs"][-1]["history"]
+    assert summary["meta_steps_done"] == 3 and len(history) == 3 and "history" not in summary
+    assert history[0]["epsilon"] == 0.5
     save_init(tmp_path / "init.pt", model, cfg, summary)
     trainer = Trainer(cfg, tmp_path / "run", torch.device("cpu"), log=lambda *a: None, show_progress=False,
                       init_file=tmp_path / "init.pt")
