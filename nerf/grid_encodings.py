@@ -113,6 +113,43 @@ class _WeightedGather(torch.autograd.Function):
         return g.index_add_(0, idx.reshape(-1), contrib), None, None
 
 
+class _StencilGather(torch.autograd.Function):
+    """`_WeightedGather` for rows at fixed offsets from a base row: out[b] = sum_k w[b, k] *
+    table[base[b] + offsets[k]] (offsets[0] = 0, all >= 0; e.g. a plane's 4 bilinear corners
+    base, base + 1, base + r, base + r + 1). When there are at least as many points as table
+    rows, the backward scatters each point once, at its base row, into K gradient slots (one
+    index_add of n rows of K * C values instead of K * n rows of C) and then adds the slots
+    together shifted by their offsets: the index_add sorts K times fewer indices. A late fern
+    training step (NDC, ~30 samples per ray, 256^2 planes) takes 10-19% less time on this CPU;
+    with fewer points (lego, ~3 samples per ray) zeroing K slots per row costs more than it
+    saves, so those keep the per-corner scatter."""
+
+    @staticmethod
+    def forward(ctx, table, base, offsets, w):
+        ctx.save_for_backward(base, w)
+        ctx.offsets, ctx.table_shape = offsets, table.shape
+        idx = base[:, None] + torch.as_tensor(offsets, device=base.device)
+        return F.embedding_bag(idx, table, mode="sum", per_sample_weights=w)
+
+    @staticmethod
+    def backward(ctx, grad):
+        base, w = ctx.saved_tensors
+        rows, c = ctx.table_shape
+        k = len(ctx.offsets)
+        if base.shape[0] < rows:  # few points: one scatter row per corner
+            idx = (base[:, None] + torch.as_tensor(ctx.offsets, device=base.device)).reshape(-1)
+            contrib = (grad[:, None, :] * w[..., None]).reshape(-1, c)
+            return torch.zeros(ctx.table_shape, dtype=grad.dtype, device=grad.device).index_add_(0, idx, contrib), \
+                None, None, None
+        contrib = (grad[:, None, :] * w[..., None]).reshape(-1, k * c)
+        slots = torch.zeros(rows, k * c, dtype=grad.dtype, device=grad.device).index_add_(0, base, contrib)
+        slots = slots.view(rows, k, c)
+        g = slots[:, 0].contiguous()
+        for j, off in enumerate(ctx.offsets[1:], start=1):
+            g[off:] += slots[:rows - off, j]
+        return g, None, None, None
+
+
 class DenseGrid(_BoxEncoding):
     """A dense voxel grid of `n_features` per vertex at `res`^3 vertices, interpolated trilinearly.
     Output: (n, n_features)."""
@@ -144,7 +181,7 @@ class TensoRFVM(_BoxEncoding):
     (rows indexed by axis b, columns by axis a) and linear on the line. Output: (n, 3 * n_comp).
     A field that is a sum of such products is represented exactly at any point (see tests).
 
-    Factors are stored channel-last and interpolated with `_WeightedGather` (4 plane rows and
+    Factors are stored channel-last and interpolated with `_StencilGather` (4 plane rows and
     2 line rows per point and factor): on this CPU that is ~3x faster forward+backward than
     `F.grid_sample` on channel-first planes, whose backward scatters one channel at a time."""
 
@@ -175,14 +212,13 @@ class TensoRFVM(_BoxEncoding):
             ib, fb = self._linear(u[:, self.plane_axes[:, 1]], r)  # row axis
             iw, fw = self._linear(u[:, self.line_axes], r)
             m = torch.arange(3, device=x.device)
-            base = (m * r * r + ib * r + ia)  # (n, 3)
-            p_idx = torch.stack([base, base + 1, base + r, base + r + 1], -1)  # (n, 3, 4)
+            base = (m * r * r + ib * r + ia)  # (n, 3); corners base, base + 1, base + r, base + r + 1
             p_w = torch.stack([(1 - fa) * (1 - fb), fa * (1 - fb), (1 - fa) * fb, fa * fb], -1)
-            l0 = m * r + iw
-            l_idx = torch.stack([l0, l0 + 1], -1)  # (n, 3, 2)
+            l0 = m * r + iw  # (n, 3); ends l0, l0 + 1
             l_w = torch.stack([1 - fw, fw], -1)
-        planes = _WeightedGather.apply(self.planes.view(-1, c), p_idx.view(-1, 4), p_w.view(-1, 4).to(self.planes.dtype))
-        lines = _WeightedGather.apply(self.lines.view(-1, c), l_idx.view(-1, 2), l_w.view(-1, 2).to(self.lines.dtype))
+        planes = _StencilGather.apply(self.planes.view(-1, c), base.view(-1), (0, 1, r, r + 1),
+                                      p_w.view(-1, 4).to(self.planes.dtype))
+        lines = _StencilGather.apply(self.lines.view(-1, c), l0.view(-1), (0, 1), l_w.view(-1, 2).to(self.lines.dtype))
         return (planes * lines).view(n, 3 * c)
 
     def total_variation(self) -> torch.Tensor:
