@@ -12,6 +12,9 @@ from pathlib import Path
 
 import torch
 
+from nerf.allocator import keep_freed_memory
+
+KEEP_FREED_MEMORY = keep_freed_memory()  # as the commands do (nerf/allocator.py)
 RESULTS = Path(__file__).resolve().parent / "results"
 LEGO = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "nerf_synthetic" / "lego"
 
@@ -24,7 +27,8 @@ def machine() -> dict:
     except OSError:
         commit = "unknown"
     return {"commit": commit, "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
-            "torch": torch.__version__, "cores": os.cpu_count(), "load_avg_1min": os.getloadavg()[0]}
+            "torch": torch.__version__, "cores": os.cpu_count(), "load_avg_1min": os.getloadavg()[0],
+            "keep_freed_memory": KEEP_FREED_MEMORY}
 
 
 def peak_rss_mb() -> float:

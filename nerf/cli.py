@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from nerf.allocator import keep_freed_memory
 from nerf.errors import USER_ERRORS, UserError
 
 INTERRUPTED_EXIT = {2: 130, 15: 143}  # SIGINT, SIGTERM -> the shell's conventional codes
@@ -26,6 +27,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def run_command(prog: str, fn, argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    keep_freed_memory()
     debug = "--debug" in argv
     try:
         return fn(argv) or 0

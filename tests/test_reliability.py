@@ -314,3 +314,13 @@ def test_llff_images_and_poses_must_match(tmp_path, capsys, fern_dir):
         (root / "images_8" / src.name).write_bytes(src.read_bytes())
     code, err = _train_cli(capsys, "--data", str(root), "--out", str(tmp_path / "r"))
     assert code == 2 and "holds 5 images but poses_bounds.npy has 20 poses" in err and len(err.splitlines()) == 1
+
+
+def test_keep_freed_memory_tunes_glibc_and_can_be_switched_off():
+    """In a fresh interpreter: glibc's mallopt accepts both settings on Linux; the variable turns it off."""
+    code = "from nerf.allocator import keep_freed_memory; print(keep_freed_memory())"
+    on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True,
+                         env={**os.environ, "NERF_KEEP_FREED_MEMORY": "0"})
+    assert on.stdout.strip() == ("True" if sys.platform.startswith("linux") else "False")
+    assert off.stdout.strip() == "False"

@@ -1,0 +1,32 @@
+"""Keep freed memory inside the process (Linux, glibc), so per-step temporaries reuse pages.
+
+A training or rendering step allocates and frees tens of tensors of 10-100 MB (gathered grid
+features, their gradients, scatter buffers). glibc serves blocks that large with mmap and unmaps
+them on free, so every step page-faults (and zero-fills) them afresh. Turning mmap allocation
+off and raising the trim threshold keeps the freed blocks in the heap for the next step: a late
+fern training step (NDC, ~30 samples per ray) went from 0.88 to 0.67-0.72 s on 1 thread of this
+CPU, with the same peak memory; lego (~3 samples per ray) was unchanged within noise. This is the
+page-fault cost Intel's PyTorch guides remove with jemalloc or tcmalloc, done with the allocator
+every Linux Python already has. NERF_KEEP_FREED_MEMORY=0 leaves the allocator alone.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+
+M_TRIM_THRESHOLD = -1  # mallopt parameters (malloc.h)
+M_MMAP_MAX = -4
+TRIM_THRESHOLD = 1 << 30  # return freed memory to the system only beyond 1 GiB at the heap's top
+
+
+def keep_freed_memory() -> bool:
+    """Tune glibc's malloc once per process; False (and no change) off Linux/glibc or when disabled."""
+    if os.environ.get("NERF_KEEP_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl or another libc: leave it alone
+        return False
+    return mallopt(M_MMAP_MAX, 0) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
