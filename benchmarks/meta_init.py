@@ -5,8 +5,10 @@ Stages (each a few minutes on a shared 2-core CPU, so they run as separate invoc
   python benchmarks/meta_init.py meta --minutes 2.5 [--tasks 16] [--outer-lr 1.0] [--resume]
       Reptile (nerf.meta, the code behind `meta-train`) on family seeds 100..100+tasks-1 with
       configs/meta_builtin.yaml -> benchmarks/results/meta_init.pt (+ meta_init_train.json);
-      --resume continues from that file (meta-training in chunks of a few minutes). The
-      reported run: --minutes 30 --tasks 64 --outer-lr 0.2 (epsilon annealed 0.2 -> 0).
+      --resume continues from that file (meta-training in chunks). The reported init: four
+      30-minute stages on 64 tasks, --outer-lr 0.2 with 16 inner steps, then --resume
+      --outer-lr 0.1 with --inner-steps 64, 128 and 200 (epsilon annealed to 0 in each stage;
+      benchmarks/results/INR.md).
   python benchmarks/meta_init.py compare --seeds 1
       For each unseen seed: train-scene's Trainer from the default initialisation for 1000 steps
       and from the learned one (--init) for 400, held-out PSNR on the scene's test views at fixed
