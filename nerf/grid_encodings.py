@@ -146,7 +146,8 @@ class _StencilGather(torch.autograd.Function):
         slots = slots.view(rows, k, c)
         g = slots[:, 0].contiguous()
         for j, off in enumerate(ctx.offsets[1:], start=1):
-            g[off:] += slots[:rows - off, j]
+            if off < rows:  # (an offset past the table's end has no rows to receive)
+                g[off:] += slots[:rows - off, j]
         return g, None, None, None
 
 
