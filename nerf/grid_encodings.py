@@ -108,9 +108,14 @@ class _WeightedGather(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         idx, w = ctx.saved_tensors
-        contrib = (grad[:, None, :] * w[..., None]).reshape(-1, ctx.table_shape[1])
-        g = torch.zeros(ctx.table_shape, dtype=grad.dtype, device=grad.device)
-        return g.index_add_(0, idx.reshape(-1), contrib), None, None
+        return _scatter_weighted(grad, idx, w, ctx.table_shape), None, None
+
+
+def _scatter_weighted(grad: torch.Tensor, idx: torch.Tensor, w: torch.Tensor, table_shape) -> torch.Tensor:
+    """Gradient of a weighted row gather: table_grad[idx[b, k]] += w[b, k] * grad[b]."""
+    contrib = (grad[:, None, :] * w[..., None]).reshape(-1, table_shape[1])
+    g = torch.zeros(table_shape, dtype=grad.dtype, device=grad.device)
+    return g.index_add_(0, idx.reshape(-1), contrib)
 
 
 class _StencilGather(torch.autograd.Function):
@@ -137,10 +142,8 @@ class _StencilGather(torch.autograd.Function):
         rows, c = ctx.table_shape
         k = len(ctx.offsets)
         if base.shape[0] < rows:  # few points: one scatter row per corner
-            idx = (base[:, None] + torch.as_tensor(ctx.offsets, device=base.device)).reshape(-1)
-            contrib = (grad[:, None, :] * w[..., None]).reshape(-1, c)
-            return torch.zeros(ctx.table_shape, dtype=grad.dtype, device=grad.device).index_add_(0, idx, contrib), \
-                None, None, None
+            idx = base[:, None] + torch.as_tensor(ctx.offsets, device=base.device)
+            return _scatter_weighted(grad, idx, w, ctx.table_shape), None, None, None
         contrib = (grad[:, None, :] * w[..., None]).reshape(-1, k * c)
         slots = torch.zeros(rows, k * c, dtype=grad.dtype, device=grad.device).index_add_(0, base, contrib)
         slots = slots.view(rows, k, c)
