@@ -24,16 +24,33 @@ _CORNERS = torch.tensor([[(c >> 0) & 1, (c >> 1) & 1, (c >> 2) & 1] for c in ran
 
 
 class _BoxEncoding(nn.Module):
-    """Base: holds the scene box and maps world points to the unit cube [0, 1]^3."""
+    """Base: holds the box the grid spans and maps world points to the unit cube [0, 1]^3.
+
+    The box starts as the scene box; `fit_box` narrows it to where content can be (before
+    training), so the same grid resolution spends its cells on the content. The box is saved
+    with the weights; a state dict from before it was saved keeps the scene box."""
 
     def __init__(self, bbox):
         super().__init__()
         bbox = torch.as_tensor(bbox, dtype=torch.float32).reshape(2, 3)
-        self.register_buffer("box_lo", bbox[0].clone(), persistent=False)
-        self.register_buffer("box_size", (bbox[1] - bbox[0]).clone(), persistent=False)
+        self.register_buffer("box_lo", bbox[0].clone())
+        self.register_buffer("box_size", (bbox[1] - bbox[0]).clone())
 
     def unit(self, x: torch.Tensor) -> torch.Tensor:
         return ((x.float() - self.box_lo) / self.box_size).clamp(0.0, 1.0)
+
+    def fit_box(self, bbox) -> None:
+        """Span the grid over `bbox` (2, 3) from now on (call before training: it moves the cells)."""
+        bbox = torch.as_tensor(bbox, dtype=torch.float32, device=self.box_lo.device).reshape(2, 3)
+        if not bool((bbox[1] > bbox[0]).all()):
+            raise ValueError(f"fit_box: empty box {bbox.tolist()}")
+        self.box_lo.copy_(bbox[0])
+        self.box_size.copy_(bbox[1] - bbox[0])
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name in ("box_lo", "box_size"):  # written before the box was saved: the scene box
+            state_dict.setdefault(prefix + name, getattr(self, name).clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class HashGrid(_BoxEncoding):

@@ -18,12 +18,31 @@ import torch.nn.functional as F
 from nerf.fields_fast import FastField
 from nerf.grid_encodings import build_encoding
 from nerf.models.base import RenderModel, SceneInfo, psnr_from_mse
+from nerf.raygen import pixel_rays
 from render.carving import silhouette_hull
 from render.occupancy import OccupancyGrid
 from render.packed import composite_packed, distortion_loss
 from render.rays import RayBundle
 
 NDC_BOX = [[-1.5, -1.5, -1.0], [1.5, 1.5, 1.0]]
+
+
+def ndc_frusta_box(cameras, info: SceneInfo, margin: float = 0.02) -> torch.Tensor:
+    """(2, 3) box around every training camera's NDC frustum (the rays through the image
+    borders, from NDC depth 0 to 1; straight lines stay straight in NDC), widened by `margin` of
+    its size on each side."""
+    w, h = cameras.width, cameras.height
+    dev = cameras.c2w.device
+    xs, ys = torch.arange(w, device=dev).float() + 0.5, torch.arange(h, device=dev).float() + 0.5
+    bx = torch.cat([xs, xs, torch.full_like(ys, 0.5), torch.full_like(ys, w - 0.5)])
+    by = torch.cat([torch.full_like(xs, 0.5), torch.full_like(xs, h - 0.5), ys, ys])
+    n_cam, m = cameras.c2w.shape[0], bx.shape[0]
+    cam = torch.arange(n_cam, device=dev).repeat_interleave(m)
+    rays = pixel_rays(cameras, cam, bx.repeat(n_cam), by.repeat(n_cam), info)
+    ends = torch.cat([rays.origins + rays.directions * rays.near, rays.origins + rays.directions * rays.far])
+    lo, hi = ends.amin(0), ends.amax(0)
+    pad = margin * (hi - lo)
+    return torch.stack([lo - pad, hi + pad])
 
 
 class FastNeRF(RenderModel):
@@ -53,13 +72,28 @@ class FastNeRF(RenderModel):
             return self.field.density(x).float()
 
     def prepare(self, scene) -> None:
-        """Carve the occupancy grid to the training silhouettes (visual hull) when the capture
-        has alpha: the first steps then sample only where content can be."""
-        if not self.fc.carve or scene.alpha is None or self.info.ndc:
-            return
+        """Before a fresh run: carve the occupancy grid to the training silhouettes (visual hull)
+        when the capture has alpha, so the first steps sample only where content can be; then
+        (`fit_box`) span the grid encoding over the box that content can occupy, as TensoRF
+        shrinks its box, so its cells are spent on the content: the hull's box when carved, the
+        training cameras' frusta in NDC."""
         grid = self.grid
-        centres = grid.cell_centres(torch.arange(grid.res ** 3, device=grid.opacity.device))
-        grid.restrict(silhouette_hull(centres, scene.cameras, scene.alpha.to(centres.device), grid.cell_radius()))
+        carve = self.fc.carve and scene.alpha is not None and not self.info.ndc
+        if carve:
+            centres = grid.cell_centres(torch.arange(grid.res ** 3, device=grid.opacity.device))
+            grid.restrict(silhouette_hull(centres, scene.cameras, scene.alpha.to(centres.device), grid.cell_radius()))
+        if not self.fc.fit_box:
+            return
+        if carve:
+            pad = (grid.bbox[1] - grid.bbox[0]) / grid.res  # one occupancy cell
+            box = torch.stack([grid.occupied_box[0] - pad, grid.occupied_box[1] + pad])
+        elif self.info.ndc:
+            box = ndc_frusta_box(scene.cameras, self.info)
+        else:
+            return
+        lo, hi = torch.maximum(box[0], grid.bbox[0]), torch.minimum(box[1], grid.bbox[1])
+        if bool((hi > lo).all()):
+            self.field.encoding.fit_box(torch.stack([lo, hi]))
 
     def before_step(self, step: int) -> None:
         fc = self.fc
