@@ -4,10 +4,14 @@ The one place where training, evaluation and video turn cameras into rays.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from nerf.models.base import SceneInfo
 from render.rays import RayBundle, rays_from_pixels
+
+if TYPE_CHECKING:  # annotations only: nerf.models imports this module
+    from nerf.models.base import SceneInfo
 
 
 def _maybe_ndc(rays: RayBundle, cameras, cam_idx: torch.Tensor, info: SceneInfo) -> RayBundle:
@@ -37,3 +41,21 @@ def view_rays(cameras, index: int, info: SceneInfo, scale: float = 1.0) -> RayBu
     """All rays of one view at once (small images; whole frames go through `view_pixel_rays` in chunks)."""
     h, w = int(round(cameras.height * scale)), int(round(cameras.width * scale))
     return view_pixel_rays(cameras, index, info, 0, h * w, scale)
+
+
+def ndc_frusta_box(cameras, info: SceneInfo, margin: float = 0.02) -> torch.Tensor:
+    """(2, 3) box around every training camera's NDC frustum (the rays through the image
+    borders, from NDC depth 0 to 1; straight lines stay straight in NDC), widened by `margin` of
+    its size on each side."""
+    w, h = cameras.width, cameras.height
+    dev = cameras.c2w.device
+    xs, ys = torch.arange(w, device=dev).float() + 0.5, torch.arange(h, device=dev).float() + 0.5
+    bx = torch.cat([xs, xs, torch.full_like(ys, 0.5), torch.full_like(ys, w - 0.5)])
+    by = torch.cat([torch.full_like(xs, 0.5), torch.full_like(xs, h - 0.5), ys, ys])
+    n_cam, m = cameras.c2w.shape[0], bx.shape[0]
+    cam = torch.arange(n_cam, device=dev).repeat_interleave(m)
+    rays = pixel_rays(cameras, cam, bx.repeat(n_cam), by.repeat(n_cam), info)
+    ends = torch.cat([rays.origins + rays.directions * rays.near, rays.origins + rays.directions * rays.far])
+    lo, hi = ends.amin(0), ends.amax(0)
+    pad = margin * (hi - lo)
+    return torch.stack([lo - pad, hi + pad])

@@ -9,8 +9,7 @@ from datasets import load_scene
 from nerf.config import load_config
 from nerf.models import build_model
 from nerf.models.base import SceneInfo
-from nerf.models.fast import ndc_frusta_box
-from nerf.raygen import pixel_rays
+from nerf.raygen import ndc_frusta_box, pixel_rays
 from tests.test_llff import forward_facing, write_llff
 
 BOX_KEYS = ("field.encoding.box_lo", "field.encoding.box_size")

@@ -18,31 +18,13 @@ import torch.nn.functional as F
 from nerf.fields_fast import FastField
 from nerf.grid_encodings import build_encoding
 from nerf.models.base import RenderModel, SceneInfo, psnr_from_mse
-from nerf.raygen import pixel_rays
+from nerf.raygen import ndc_frusta_box
 from render.carving import silhouette_hull
 from render.occupancy import OccupancyGrid
 from render.packed import composite_packed, distortion_loss
 from render.rays import RayBundle
 
 NDC_BOX = [[-1.5, -1.5, -1.0], [1.5, 1.5, 1.0]]
-
-
-def ndc_frusta_box(cameras, info: SceneInfo, margin: float = 0.02) -> torch.Tensor:
-    """(2, 3) box around every training camera's NDC frustum (the rays through the image
-    borders, from NDC depth 0 to 1; straight lines stay straight in NDC), widened by `margin` of
-    its size on each side."""
-    w, h = cameras.width, cameras.height
-    dev = cameras.c2w.device
-    xs, ys = torch.arange(w, device=dev).float() + 0.5, torch.arange(h, device=dev).float() + 0.5
-    bx = torch.cat([xs, xs, torch.full_like(ys, 0.5), torch.full_like(ys, w - 0.5)])
-    by = torch.cat([torch.full_like(xs, 0.5), torch.full_like(xs, h - 0.5), ys, ys])
-    n_cam, m = cameras.c2w.shape[0], bx.shape[0]
-    cam = torch.arange(n_cam, device=dev).repeat_interleave(m)
-    rays = pixel_rays(cameras, cam, bx.repeat(n_cam), by.repeat(n_cam), info)
-    ends = torch.cat([rays.origins + rays.directions * rays.near, rays.origins + rays.directions * rays.far])
-    lo, hi = ends.amin(0), ends.amax(0)
-    pad = margin * (hi - lo)
-    return torch.stack([lo - pad, hi + pad])
 
 
 class FastNeRF(RenderModel):
