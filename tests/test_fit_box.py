@@ -28,7 +28,7 @@ def _box(model):
 
 @pytest.fixture(scope="module")
 def fitted():
-    model, scene = _model()
+    model, scene = _model(["model.fast.fit_box=true"])
     model.prepare(scene)
     return model
 
