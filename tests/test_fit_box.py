@@ -88,3 +88,9 @@ def test_ndc_box_holds_every_training_ray_and_no_more(tmp_path):
     # ... and no larger than the margin around them (straight lines: the ends are the extremes)
     size = box[1] - box[0]
     assert bool((ends.amin(0) - box[0] <= 0.021 * size).all() and (box[1] - ends.amax(0) <= 0.021 * size).all())
+
+
+def test_fit_box_is_on_for_blender_and_off_by_default():
+    # on where it was measured to help (lego 400x400), off where it hurt (the built-in 500-step run)
+    assert load_config("blender_fast", []).model.fast.fit_box is True
+    assert load_config("builtin", []).model.fast.fit_box is False
