@@ -47,7 +47,10 @@ class FastConfig:
     silhouettes' visual hull when carved, the training frusta in NDC) instead of the whole
     scene box: finer cells on the content for the same parameters (TensoRF's box shrinking). On in
     blender_fast.yaml (lego 400x400, 30 min: 30.50 -> 31.47 dB); off by default, because on the
-    built-in scene's 500-step run the finer cells converge slower (28.36 -> 27.00 dB)."""
+    built-in scene's 500-step run the finer cells converge slower (28.36 -> 27.00 dB).
+    grid_res_start: coarse-to-fine training (TensoRF's schedule, tensorf and dense grids): start
+    the grid at this resolution and resample it up to `grid_res` in `grid_upsample_count` steps
+    of equal ratio, evenly spaced up to step `grid_upsample_until`; 0 starts at `grid_res`."""
 
     encoding: str = "tensorf"
     grid_res: int = 128
@@ -79,6 +82,9 @@ class FastConfig:
     render_weight_min: float = 1e-4
     distortion_weight: float = 0.0
     fit_box: bool = False
+    grid_res_start: int = 0
+    grid_upsample_until: int = 2000
+    grid_upsample_count: int = 4
 
     def validate(self) -> list[str]:
         errs = []
@@ -104,6 +110,15 @@ class FastConfig:
             errs.append(f"model.fast.tv_weight: must be >= 0, got {self.tv_weight}")
         elif self.tv_weight > 0 and self.encoding == "hash":
             errs.append("model.fast.tv_weight: total variation needs a tensorf or dense grid, not the hash grid")
+        if self.grid_res_start:
+            if self.encoding == "hash":
+                errs.append("model.fast.grid_res_start: coarse-to-fine needs a tensorf or dense grid, not the hash grid")
+            if not 2 <= self.grid_res_start <= self.grid_res:
+                errs.append(f"model.fast.grid_res_start: must be 0 (off) or in [2, grid_res={self.grid_res}], "
+                            f"got {self.grid_res_start}")
+            for k in ("grid_upsample_until", "grid_upsample_count"):
+                if getattr(self, k) < 1:
+                    errs.append(f"model.fast.{k}: must be >= 1, got {getattr(self, k)}")
         if not self.grid_lr_scale > 0:
             errs.append(f"model.fast.grid_lr_scale: must be > 0, got {self.grid_lr_scale}")
         return errs

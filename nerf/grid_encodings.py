@@ -181,6 +181,23 @@ class DenseGrid(_BoxEncoding):
         self.grid = nn.Parameter(torch.empty(1, n_features, res, res, res).uniform_(-init_scale, init_scale))
         self.out_dim = n_features
 
+    @torch.no_grad()
+    def resize(self, res: int) -> None:
+        """Resample the grid to `res`^3 vertices (trilinear, vertex-aligned): the same field on a
+        finer lattice, for coarse-to-fine training. The parameter keeps its identity; its
+        optimiser state no longer fits and must be dropped."""
+        self.grid.data = F.interpolate(self.grid.data, size=(res,) * 3, mode="trilinear", align_corners=True)
+        self.res = res
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        saved = state_dict.get(prefix + "grid")
+        if (saved is not None and saved.shape != self.grid.shape and saved.dim() == 5
+                and saved.shape[:2] == self.grid.shape[:2] and len(set(saved.shape[2:])) == 1):
+            # saved after a coarse-to-fine resize (other mismatches are left to the load's error)
+            self.grid.data = self.grid.data.new_empty(saved.shape)
+            self.res = saved.shape[-1]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = (self.unit(x) * 2.0 - 1.0).to(self.grid.dtype)  # grid_sample order: (x->W, y->H, z->D)
         out = F.grid_sample(self.grid, g.view(1, -1, 1, 1, 3), mode="bilinear", align_corners=True)
@@ -242,6 +259,30 @@ class TensoRFVM(_BoxEncoding):
         lines = _StencilGather.apply(self.lines.view(-1, c), l0.view(-1), (0, 1), l_w.view(-1, 2).to(self.lines.dtype))
         return (planes * lines).view(n, 3 * c)
 
+    @torch.no_grad()
+    def resize(self, res: int) -> None:
+        """Resample the factors to `res` vertices per axis (bilinear planes, linear lines, both
+        vertex-aligned as `forward` reads them): the same field on a finer lattice, for TensoRF's
+        coarse-to-fine training. The parameters keep their identity; their optimiser state no
+        longer fits and must be dropped."""
+        planes = self.planes.data.permute(0, 3, 1, 2)  # (3, c, r, r)
+        planes = F.interpolate(planes, size=(res, res), mode="bilinear", align_corners=True)
+        lines = F.interpolate(self.lines.data.permute(0, 2, 1), size=res, mode="linear", align_corners=True)
+        self.planes.data = planes.permute(0, 2, 3, 1).contiguous()
+        self.lines.data = lines.permute(0, 2, 1).contiguous()
+        self.res = res
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        saved = state_dict.get(prefix + "planes")
+        if (saved is not None and saved.shape != self.planes.shape and saved.dim() == 4
+                and saved.shape[0] == 3 and saved.shape[1] == saved.shape[2] and saved.shape[3] == self.n_comp):
+            # saved after a coarse-to-fine resize (other mismatches are left to the load's error)
+            res = saved.shape[1]
+            self.planes.data = self.planes.data.new_empty(saved.shape)
+            self.lines.data = self.lines.data.new_empty((3, res, self.n_comp))
+            self.res = res
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def total_variation(self) -> torch.Tensor:
         """Mean squared difference of neighbouring entries along both plane axes and the lines."""
         return _mean_sq_diff(self.planes, 1) + _mean_sq_diff(self.planes, 2) + _mean_sq_diff(self.lines, 1)
@@ -280,8 +321,9 @@ def build_encoding(fc, bbox) -> nn.Module:
     """The position encoding named by `fc.encoding` (a FastConfig)."""
     if fc.encoding == "hash":
         return HashGrid(bbox, fc.hash_levels, fc.hash_features, fc.hash_log2_size, fc.hash_base_res, fc.hash_max_res)
+    res = fc.grid_res_start or fc.grid_res  # coarse-to-fine starts coarse (see FastConfig)
     if fc.encoding == "tensorf":
-        return TensoRFVM(bbox, fc.grid_res, fc.tensorf_comp)
+        return TensoRFVM(bbox, res, fc.tensorf_comp)
     if fc.encoding == "dense":
-        return DenseGrid(bbox, fc.grid_res, fc.dense_features)
+        return DenseGrid(bbox, res, fc.dense_features)
     raise ValueError(f"unknown encoding {fc.encoding!r}")

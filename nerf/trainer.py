@@ -212,7 +212,8 @@ class Trainer:
         """
         t = self.cfg.train
         lr = self._set_lr()
-        self.model.before_step(self.step)
+        if self.model.before_step(self.step):
+            self._drop_stale_optimizer_state()
         crop = t.precrop_fraction if self.step < t.precrop_steps else 1.0
         cam, x, y, target = sample_batch(self.images, t.batch_rays, self.generator, crop, self.valid_pixels)
         rays = pixel_rays(self.cameras, cam, x, y, self.info)
@@ -238,6 +239,14 @@ class Trainer:
             logs["evaluated_per_ray"] = out["evaluated_per_ray"]
         return {"loss": loss.item(), "lr": lr, "samples_per_ray": out["samples_per_ray"], "finite": finite,
                 "opacity_mean": float(opacity.mean()), "opacity_std": float(opacity.std()), **logs}
+
+    def _drop_stale_optimizer_state(self) -> None:
+        """After the model reshaped parameters (coarse-to-fine grids): their Adam moments no longer
+        fit, so they restart from zero, as TensoRF rebuilds its optimiser at each upsampling."""
+        for p in self.model.parameters():
+            st = self.optimizer.state.get(p)
+            if st and any(torch.is_tensor(v) and v.dim() > 0 and v.shape != p.shape for v in st.values()):
+                del self.optimizer.state[p]
 
     def _roll_back(self) -> None:
         """Repeated numerical faults: reload the newest checkpoint's weights, halve the learning rate."""

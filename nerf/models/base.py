@@ -48,8 +48,11 @@ class RenderModel(nn.Module):
         """Hook to set up state from the training data before the first step of a fresh run
         (e.g. carving an occupancy grid from the silhouettes); nothing by default."""
 
-    def before_step(self, step: int) -> None:
-        """Hook for per-step bookkeeping (e.g. refreshing an occupancy grid); nothing by default."""
+    def before_step(self, step: int) -> bool:
+        """Hook for per-step bookkeeping (e.g. refreshing an occupancy grid); nothing by default.
+        Returns True when it changed the shape of parameters (the trainer then drops their
+        optimiser state)."""
+        return False
 
     def param_groups(self, lr: float) -> list[dict]:
         """Optimiser parameter groups; one group at the base rate by default."""

@@ -77,12 +77,25 @@ class FastNeRF(RenderModel):
         if bool((hi > lo).all()):
             self.field.encoding.fit_box(torch.stack([lo, hi]))
 
-    def before_step(self, step: int) -> None:
+    def grid_schedule(self) -> dict[int, int]:
+        """Coarse-to-fine: {step: grid resolution from that step on}, empty when off. Resolutions
+        grow by an equal ratio from grid_res_start to grid_res (TensoRF's log-linear schedule)."""
         fc = self.fc
-        if step % fc.occ_update_every:
-            return
-        gen = torch.Generator(device=self.grid.opacity.device).manual_seed(self.seed * 1_000_003 + step)
-        self.grid.update(self.density, gen, warmup=step < fc.occ_warmup, n_cells=fc.occ_cells)
+        if not fc.grid_res_start or fc.grid_res_start >= fc.grid_res:
+            return {}
+        n, lo, hi = fc.grid_upsample_count, math.log(fc.grid_res_start), math.log(fc.grid_res)
+        return {round(fc.grid_upsample_until * i / n): round(math.exp(lo + (hi - lo) * i / n)) for i in range(1, n + 1)}
+
+    def before_step(self, step: int) -> bool:
+        fc, resized = self.fc, False
+        res = self.grid_schedule().get(step)
+        if res is not None and res != self.field.encoding.res:
+            self.field.encoding.resize(res)
+            resized = True
+        if step % fc.occ_update_every == 0:
+            gen = torch.Generator(device=self.grid.opacity.device).manual_seed(self.seed * 1_000_003 + step)
+            self.grid.update(self.density, gen, warmup=step < fc.occ_warmup, n_cells=fc.occ_cells)
+        return resized
 
     def forward(self, rays: RayBundle, jitter: bool, generator: torch.Generator | None = None) -> dict:
         n = len(rays)

@@ -1,0 +1,120 @@
+"""Coarse-to-fine grids (model.fast.grid_res_start): resampling keeps the field, the schedule
+reaches grid_res, the optimiser restarts on the new shapes, and a resumed run is exact."""
+import re
+
+import pytest
+import torch
+
+from datasets import load_scene
+from nerf.config import ConfigError, load_config
+from nerf.grid_encodings import DenseGrid, TensoRFVM
+from nerf.models import build_model
+from nerf.models.base import SceneInfo
+from nerf.trainer import Trainer
+
+BOX = [[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]
+
+
+def _vertices(res: int) -> torch.Tensor:
+    """World points of every vertex of a res^3 lattice over BOX."""
+    a = torch.linspace(-1.0, 1.0, res)
+    return torch.stack(torch.meshgrid(a, a, a, indexing="ij"), -1).reshape(-1, 3)
+
+
+@pytest.mark.parametrize("enc", [TensoRFVM(BOX, res=9, n_comp=3), DenseGrid(BOX, res=9, n_features=4)])
+def test_resize_keeps_the_values_at_the_coarse_vertices(enc):
+    # 9 -> 17 vertices per axis: every coarse vertex is a fine vertex (2i), where a vertex-aligned
+    # resample must keep the value exactly, for any (random) field
+    torch.manual_seed(0)
+    pts = _vertices(9)
+    before = enc(pts)
+    enc.resize(17)
+    assert enc.res == 17
+    assert torch.allclose(enc(pts), before, atol=1e-6)
+
+
+def test_resize_keeps_a_bilinear_factor_field_everywhere():
+    # planes bilinear and lines linear in their coordinates: the factorised field is the same
+    # function on any lattice, so it must agree at random points after a 7 -> 20 resample
+    torch.manual_seed(1)
+    enc = TensoRFVM(BOX, res=7, n_comp=2)
+    u = torch.linspace(0, 1, 7)
+    c = torch.randn(4, 3, 1, 1, 2)
+    planes = c[0] + c[1] * u[None, :, None, None] + c[2] * u[None, None, :, None] + c[3] * u[None, :, None, None] * u[None, None, :, None]
+    k = torch.randn(2, 3, 1, 2)
+    lines = k[0] + k[1] * u[None, :, None]
+    with torch.no_grad():
+        enc.planes.copy_(planes), enc.lines.copy_(lines)
+    x = torch.rand(500, 3) * 2 - 1
+    before = enc(x)
+    enc.resize(20)
+    assert enc.planes.shape == (3, 20, 20, 2) and enc.lines.shape == (3, 20, 2)
+    assert torch.allclose(enc(x), before, atol=1e-5)
+
+
+def test_resized_state_dict_loads_into_a_coarse_model_and_a_mismatch_still_fails():
+    a, b = TensoRFVM(BOX, res=8, n_comp=3), TensoRFVM(BOX, res=8, n_comp=3)
+    a.resize(13)
+    b.load_state_dict(a.state_dict())
+    assert b.res == 13 and torch.equal(b.planes, a.planes) and torch.equal(b.lines, a.lines)
+    with pytest.raises(RuntimeError):
+        TensoRFVM(BOX, res=8, n_comp=4).load_state_dict(a.state_dict())
+    d, e = DenseGrid(BOX, res=5, n_features=2), DenseGrid(BOX, res=5, n_features=2)
+    d.resize(9)
+    e.load_state_dict(d.state_dict())
+    assert e.res == 9 and torch.equal(e.grid, d.grid)
+
+
+def test_schedule_grows_by_equal_ratios_to_grid_res():
+    cfg = load_config("builtin", ["data.synthetic.resolution=16", "data.synthetic.n_train=2",
+                                  "model.fast.grid_res=256", "model.fast.grid_res_start=64",
+                                  "model.fast.grid_upsample_count=2", "model.fast.grid_upsample_until=1000"])
+    scene = load_scene(cfg.data, "train")
+    model = build_model(cfg, SceneInfo.from_scene(scene, has_alpha=scene.alpha is not None))
+    assert model.grid_schedule() == {500: 128, 1000: 256}
+    assert model.field.encoding.res == 64
+    assert build_model(load_config("builtin", []), model.info).grid_schedule() == {}  # off by default
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["model.fast.grid_res_start=300"], "grid_res_start: must be 0 (off) or in [2, grid_res=128]"),
+    (["model.fast.encoding=hash", "model.fast.grid_res_start=32"], "not the hash grid"),
+    (["model.fast.grid_res_start=32", "model.fast.grid_upsample_count=0"], "grid_upsample_count: must be >= 1"),
+])
+def test_bad_schedules_are_config_errors(bad, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config("builtin", bad)
+
+
+OVER = ["data.synthetic.resolution=16", "data.synthetic.n_train=4", "train.batch_rays=128", "train.eval_every=0",
+        "model.fast.occ_update_every=4", "model.fast.occ_warmup=6", "train.checkpoint_every=5",
+        "model.fast.grid_res=24", "model.fast.grid_res_start=6", "model.fast.grid_upsample_count=2",
+        "model.fast.grid_upsample_until=8"]
+
+
+def _trainer(tmp_path, name, steps, resume=False):
+    return Trainer(load_config("builtin", OVER + [f"train.max_steps={steps}"]), tmp_path / name, torch.device("cpu"),
+                   resume=resume, log=lambda *x: None, show_progress=False)
+
+
+def test_training_upsamples_restarts_adam_and_resumes_exactly(tmp_path):
+    # schedule {4: 12, 8: 24}; the run is interrupted at step 5, between the two upsamplings
+    a = _trainer(tmp_path, "a", 11)
+    assert a.model.grid_schedule() == {4: 12, 8: 24} and a.model.field.encoding.res == 6
+    a.train()
+    enc = a.model.field.encoding
+    assert enc.res == 24 and enc.planes.shape == (3, 24, 24, 16)
+    for p in a.model.parameters():  # Adam's moments follow the new shapes
+        assert a.optimizer.state[p]["exp_avg"].shape == p.shape
+    # the moments restarted when the grid reached 24 (before step 8): 3 updates since, against 11 for the MLPs
+    assert int(a.optimizer.state[enc.planes]["step"]) == 3
+    assert int(a.optimizer.state[a.model.field.density_mlp[0].weight]["step"]) == 11
+    b = _trainer(tmp_path, "b", 5)
+    b.train()
+    assert b.model.field.encoding.res == 12
+    b2 = _trainer(tmp_path, "b", 11, resume=True)
+    assert b2.step == 5 and b2.model.field.encoding.res == 12
+    b2.train()
+    sa, sb = a.model.state_dict(), b2.model.state_dict()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
