@@ -22,7 +22,7 @@ CI = [
     "model.depth=4", "model.width=64", "model.view_width=32", "model.skip_layer=2",
     "model.n_coarse=32", "model.n_fine=32", "model.pos_freqs=8",
     "train.batch_rays=512", "train.max_steps=600", "train.lr=0.003", "train.lr_decay_steps=600",
-    "train.eval_every=0", "train.checkpoint_every=10000", "train.precision=bf16",
+    "train.eval_every=0", "train.checkpoint_every=10000", "train.precision=fp32",
 ]
 
 
