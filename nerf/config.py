@@ -50,7 +50,10 @@ class FastConfig:
     built-in scene's 500-step run the finer cells converge slower (28.36 -> 27.00 dB).
     grid_res_start: coarse-to-fine training (TensoRF's schedule, tensorf and dense grids): start
     the grid at this resolution and resample it up to `grid_res` in `grid_upsample_count` steps
-    of equal ratio, evenly spaced up to step `grid_upsample_until`; 0 starts at `grid_res`."""
+    of equal ratio, evenly spaced up to step `grid_upsample_until`; 0 starts at `grid_res`.
+    prune_min_share: training skips its no-gradient pruning pass (which drops the steps behind
+    opaque surfaces) while the last probe, every occ_update_every steps, dropped less than this
+    share of the steps; 0 always prunes."""
 
     encoding: str = "tensorf"
     grid_res: int = 128
@@ -85,6 +88,7 @@ class FastConfig:
     grid_res_start: int = 0
     grid_upsample_until: int = 2000
     grid_upsample_count: int = 4
+    prune_min_share: float = 0.2
 
     def validate(self) -> list[str]:
         errs = []
@@ -101,6 +105,8 @@ class FastConfig:
         for k in ("occ_warmup", "occ_cells", "alpha_min", "render_weight_min", "distortion_weight"):
             if getattr(self, k) < 0:
                 errs.append(f"model.fast.{k}: must be >= 0, got {getattr(self, k)}")
+        if not 0 <= self.prune_min_share <= 1:
+            errs.append(f"model.fast.prune_min_share: must be in [0, 1], got {self.prune_min_share}")
         for k in ("occ_threshold", "early_stop", "init_alpha"):
             if not 0 < getattr(self, k) < 1:
                 errs.append(f"model.fast.{k}: must be in (0, 1), got {getattr(self, k)}")

@@ -123,6 +123,18 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
+def _config_changes(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose saved value differs from the current one. Only the saved keys count:
+    keys added to the config since the checkpoint was written (at any depth) are absent from it."""
+    out = []
+    for k, v in saved.items():
+        if isinstance(v, dict) and isinstance(current.get(k), dict):
+            out += _config_changes(v, current[k], f"{prefix}{k}.")
+        elif v != current.get(k):
+            out.append(prefix + k)
+    return out
+
+
 class Trainer:
     def __init__(self, cfg: Config, run_dir: Path, device: torch.device, resume: bool = False,
                  overwrite: bool = False, log=print, show_progress: bool = True, init_file: Path | None = None):
@@ -169,9 +181,7 @@ class Trainer:
             self.log(f"{self.run_dir}: no checkpoint to resume from; starting at step 0")
             return
         state, path = found
-        saved_model_cfg = state.get("config", {}).get("model")
-        # keys added to ModelConfig since the checkpoint was written are absent from it: compare the saved ones
-        diff = [k for k in saved_model_cfg or {} if saved_model_cfg[k] != dataclasses.asdict(self.cfg.model).get(k)]
+        diff = _config_changes(state.get("config", {}).get("model") or {}, dataclasses.asdict(self.cfg.model))
         if diff:
             raise UserError(f"{path}: checkpoint was trained with a different model config (model.{diff[0]}); "
                             "resume with the run's own config or train into a new --out folder")

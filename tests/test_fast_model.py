@@ -188,3 +188,47 @@ def test_regularisers_enter_the_loss(tmp_path):
     assert b["tv"] > 0 and b["distortion"] > 0
     assert b["loss"] == pytest.approx(a["loss"] + 0.5 * b["tv"] + 0.5 * b["distortion"], rel=1e-4)
     assert math.isfinite(reg.train_step()["loss"])
+
+
+def test_training_skips_the_pruning_pass_only_while_it_drops_little(tmp_path):
+    """The no-gradient pass that drops the steps behind opaque surfaces runs on every probe step
+    (every occ_update_every steps) and in between only while the last probe dropped at least
+    prune_min_share of the steps. A fresh fog without carving turns no ray opaque, so the pass is
+    skipped between probes; prune_min_share=0 runs it on every step."""
+    over = ["data.synthetic.resolution=16", "data.synthetic.n_train=2", "train.batch_rays=64", "train.eval_every=0",
+            "model.fast.carve=false", "model.fast.occ_update_every=4", "train.max_steps=8"]
+
+    def passes(extra):
+        tr = Trainer(load_config("builtin", over + extra), tmp_path / str(len(extra)), torch.device("cpu"),
+                     log=lambda *x: None, show_progress=False)
+        figs = [tr.train_step() for _ in range(8)]
+        return [f["evaluated_per_ray"] > 0 for f in figs], float(tr.model.kept_share)
+
+    ran, share = passes([])
+    assert share == 1.0  # the fog is nowhere opaque: the probe kept every step
+    assert ran == [True, False, False, False, True, False, False, False]
+    ran, _ = passes(["model.fast.prune_min_share=0"])
+    assert all(ran)
+
+
+def test_skipping_the_pruning_pass_adds_only_steps_behind_opaque_surfaces(trained):
+    """Where rays do turn opaque (the trained built-in scene), skipping the pass keeps the steps
+    behind the surfaces too; their weights sum to at most early_stop per ray, so pixels barely move.
+    (early_stop is raised to 1e-2 here: after 200 CI steps few rays fall below the default 1e-4.)"""
+    tr, _, _ = trained
+    model = tr.model.train()
+    rays = view_rays(tr.scene.cameras, 0, tr.info)
+    share, probe, early_stop = model.kept_share.clone(), model._probe, model.fc.early_stop
+    try:
+        model.fc.early_stop = 1e-2
+        model._probe = True
+        pruned = model(rays, jitter=False)
+        model._probe = False
+        model.kept_share.fill_(1.0)  # as if the last probe had kept every step
+        full = model(rays, jitter=False)
+    finally:
+        model.kept_share.copy_(share)
+        model._probe, model.fc.early_stop = probe, early_stop
+    assert full["evaluated_per_ray"] == 0 < pruned["evaluated_per_ray"]
+    assert full["samples_per_ray"] > pruned["samples_per_ray"]
+    assert (full["rgb"] - pruned["rgb"]).abs().max() <= 1e-2 + 1e-6

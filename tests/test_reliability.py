@@ -324,3 +324,13 @@ def test_keep_freed_memory_tunes_glibc_and_can_be_switched_off():
                          env={**os.environ, "NERF_KEEP_FREED_MEMORY": "0"})
     assert on.stdout.strip() == ("True" if sys.platform.startswith("linux") else "False")
     assert off.stdout.strip() == "False"
+
+
+def test_resume_compares_only_the_model_keys_the_checkpoint_saved():
+    """A checkpoint written before a config key existed (at any depth, e.g. model.fast.*) still
+    resumes; a changed value is named with its full dotted key."""
+    from nerf.trainer import _config_changes
+
+    saved = {"width": 64, "fast": {"grid_res": 128, "steps": 256}}
+    assert _config_changes(saved, {"width": 64, "depth": 8, "fast": {"grid_res": 128, "steps": 256, "new": 1}}) == []
+    assert _config_changes(saved, {"width": 64, "fast": {"grid_res": 256, "steps": 256}}) == ["fast.grid_res"]

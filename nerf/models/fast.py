@@ -41,6 +41,10 @@ class FastNeRF(RenderModel):
         self.field = FastField(build_encoding(fc, bbox), fc.hidden, fc.geo_features, fc.colour_hidden, fc.sh_degree,
                                density_bias=bias)
         self.grid = OccupancyGrid(box, fc.occ_res, step, fc.occ_threshold, fc.occ_decay)
+        # Share of the candidate steps the last probe's density pass kept (see `_prune_in_training`);
+        # a buffer, so a resumed run decides as an uninterrupted one.
+        self.register_buffer("kept_share", torch.tensor(0.0))
+        self._probe = True
         self.bf16 = cfg.train.precision == "bf16"
         self.seed = cfg.train.seed
 
@@ -86,8 +90,26 @@ class FastNeRF(RenderModel):
         n, lo, hi = fc.grid_upsample_count, math.log(fc.grid_res_start), math.log(fc.grid_res)
         return {round(fc.grid_upsample_until * i / n): round(math.exp(lo + (hi - lo) * i / n)) for i in range(1, n + 1)}
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        state_dict.setdefault(prefix + "kept_share", torch.zeros_like(self.kept_share))  # saved before it existed
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _prune_in_training(self) -> bool:
+        """Whether a training batch runs the no-gradient density pass that drops the steps behind
+        opaque surfaces (transmittance below early_stop) before the pass with gradients.
+
+        On a capture whose rays seldom turn opaque inside the occupied cells (fern: 98% of the
+        steps kept) the pass costs a density evaluation per step and saves almost nothing, so it
+        is skipped while the last probe (every occ_update_every steps) kept more than
+        1 - prune_min_share of the steps: the gradient pass then also sees the few steps behind
+        opaque surfaces, whose compositing weights are below early_stop. Always on when
+        alpha_min > 0 (it needs the densities)."""
+        fc = self.fc
+        return self._probe or fc.alpha_min > 0 or float(self.kept_share) <= 1.0 - fc.prune_min_share
+
     def before_step(self, step: int) -> bool:
         fc, resized = self.fc, False
+        self._probe = step % fc.occ_update_every == 0
         res = self.grid_schedule().get(step)
         if res is not None and res != self.field.encoding.res:
             self.field.encoding.resize(res)
@@ -107,8 +129,11 @@ class FastNeRF(RenderModel):
         fc, vdirs = self.fc, rays.view_directions
         if torch.is_grad_enabled():
             # march on density alone, then evaluate the kept samples with gradients
-            t, ray_idx, evaluated = self.grid.march(o, d, rays.near, rays.far, offset, self.density,
-                                                    fc.early_stop, fc.alpha_min)
+            prune = not self.training or self._prune_in_training()
+            t, ray_idx, evaluated = self.grid.march(o, d, rays.near, rays.far, offset,
+                                                    self.density if prune else None, fc.early_stop, fc.alpha_min)
+            if self.training and self._probe and evaluated:
+                self.kept_share.fill_(t.numel() / evaluated)
             sigma = rgb = None
         else:  # rendering: colour comes with the marching rounds, one field evaluation per sample
             def field_fn(pts, r_idx):
