@@ -39,18 +39,18 @@ def main() -> None:
     cfg = load_run_config(run_dir, ([f"data.path={a.data}"] if a.data else []) + a.overrides)
     model, step, scene_json = load_trained_model(run_dir, cfg, torch.device("cpu"))
     info = model.info
-    test = load_scene(dataclasses.replace(cfg.data, max_images=a.views + 1), "test")
-    cams = test.cameras
-    render_view(model, cams, a.views, info, cfg.render.chunk)  # warm-up
+    test = load_scene(dataclasses.replace(cfg.data, max_images=a.views), "test")
+    cams, views = test.cameras, min(a.views, len(test))  # a scene may hold fewer test views (fern: 3)
+    render_view(model, cams, 0, info, cfg.render.chunk)  # warm-up
     seconds = []
-    for i in range(a.views):
+    for i in range(views):
         t0 = time.perf_counter()
         render_view(model, cams, i, info, cfg.render.chunk)
         seconds.append(time.perf_counter() - t0)
     result = {"run": str(run_dir), "step": step, "method": cfg.model.method, "overrides": a.overrides,
               "precision": cfg.train.precision, "width": cams.width,
               "height": cams.height, "view_seconds": seconds, "view_seconds_median": median(seconds)}
-    print(f"{cams.width}x{cams.height} view: median {median(seconds):.2f} s over {a.views} "
+    print(f"{cams.width}x{cams.height} view: median {median(seconds):.2f} s over {views} "
           f"({', '.join(f'{s:.2f}' for s in seconds)})")
     if a.video_frames:
         v = cfg.video
