@@ -34,7 +34,8 @@ class FastConfig:
     grid from the training silhouettes (visual hull) when the images have alpha. init_alpha: opacity
     per marching step of the initial fog (keep it above occ_threshold). tv_weight: weight of a
     total-variation loss on the grid's factors (tensorf, dense; TensoRF's regulariser against
-    floaters when few views see the scene). random_background: for captures without alpha (real
+    floaters when few views see the scene; 0.05 in llff_fast.yaml: fern, 30 min, 24.91 dB with it).
+    random_background: for captures without alpha (real
     photos: every pixel sees a surface), composite training rays over a random colour per ray, so
     a ray matches its pixel only by becoming opaque; no dark fog passing for dark surfaces, and
     opaque rays stop early. Renders are unaffected. render_weight_min: renders skip the colour
