@@ -110,7 +110,8 @@ def test_override_wrong_type_and_range(tmp_path, capsys):
                         ("data.downscale=0", "data.downscale: must be >= 1"),
                         ("train.lr_decay_factor=2", "train.lr_decay_factor: must be in (0, 1]"),
                         ("train.lr_decay_over=hours", "train.lr_decay_over: must be steps or minutes"),
-                        ("model.method=magic", "model.method: unknown method 'magic'")]:
+                        ("model.method=magic", "model.method: unknown method 'magic'"),
+                        ("model.fast.prune_min_share=2", "model.fast.prune_min_share: must be in [0, 1], got 2.0")]:
         code, err = _train_cli(capsys, "--out", str(tmp_path / "r"), "--quiet", arg)
         assert code == 2 and needle in err and len(err.splitlines()) == 1, err
 
