@@ -4,7 +4,8 @@
 Per batch: march every ray through the occupied cells at a fixed step, evaluating density
 without gradients in a few rounds to find where each ray becomes opaque; then evaluate the
 field with gradients only on the samples that matter and composite them packed. Training,
-evaluation and video all render this way. The occupancy grid is refreshed in `before_step`
+evaluation and video all render this way, except that training skips the no-gradient pass
+while it drops little (`_prune_in_training`). The occupancy grid is refreshed in `before_step`
 from the field's density, with a generator seeded by (train.seed, step), so a resumed run
 refreshes exactly as an uninterrupted one; the grid's state is in buffers, saved with the model.
 """
