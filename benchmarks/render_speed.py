@@ -1,5 +1,7 @@
 """How fast a trained run renders: seconds per held-out view (median of several) and the wall
 time of a whole `render-video` path, with samples per ray, from a run folder written by train-scene.
+The timed views are also scored (PSNR, SSIM against the held-out photos), so a render-time
+override (e.g. model.fast.early_stop=1e-2) is judged on what it costs in quality as well.
 
     python benchmarks/render_speed.py RUN_DIR [--views 5] [--video-frames 120] [--tag NAME] [KEY=VALUE ...]
 
@@ -20,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import RESULTS, machine, median, peak_rss_mb, write_json  # noqa: E402
 from datasets import load_scene  # noqa: E402
-from nerf.evaluate import render_view  # noqa: E402
+from nerf.evaluate import psnr, render_view, ssim  # noqa: E402
 from nerf.runs import load_run_config, load_trained_model  # noqa: E402
 from nerf.video_run import render_video  # noqa: E402
 
@@ -42,16 +44,19 @@ def main() -> None:
     test = load_scene(dataclasses.replace(cfg.data, max_images=a.views), "test")
     cams, views = test.cameras, min(a.views, len(test))  # a scene may hold fewer test views (fern: 3)
     render_view(model, cams, 0, info, cfg.render.chunk)  # warm-up
-    seconds = []
+    seconds, psnrs, ssims = [], [], []
     for i in range(views):
         t0 = time.perf_counter()
-        render_view(model, cams, i, info, cfg.render.chunk)
+        out = render_view(model, cams, i, info, cfg.render.chunk)
         seconds.append(time.perf_counter() - t0)
+        psnrs.append(psnr(out["rgb"], test.images[i]))
+        ssims.append(ssim(out["rgb"], test.images[i]))
     result = {"run": str(run_dir), "step": step, "method": cfg.model.method, "overrides": a.overrides,
               "precision": cfg.train.precision, "width": cams.width,
-              "height": cams.height, "view_seconds": seconds, "view_seconds_median": median(seconds)}
+              "height": cams.height, "view_seconds": seconds, "view_seconds_median": median(seconds),
+              "view_psnr": psnrs, "psnr": sum(psnrs) / views, "ssim": sum(ssims) / views}
     print(f"{cams.width}x{cams.height} view: median {median(seconds):.2f} s over {views} "
-          f"({', '.join(f'{s:.2f}' for s in seconds)})")
+          f"({', '.join(f'{s:.2f}' for s in seconds)}); PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.3f}")
     if a.video_frames:
         v = cfg.video
         t0 = time.perf_counter()

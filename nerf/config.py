@@ -35,6 +35,8 @@ class FastConfig:
     per marching step of the initial fog (keep it above occ_threshold). tv_weight: weight of a
     total-variation loss on the grid's factors (tensorf, dense; TensoRF's regulariser against
     floaters when few views see the scene; 0.05 in llff_fast.yaml: fern, 30 min, 24.91 dB with it).
+    tv_decay: scale tv_weight by the learning rate's decay (lr / train.lr), as TensoRF shrinks its
+    TV weights with its learning rate.
     random_background: for captures without alpha (real
     photos: every pixel sees a surface), composite training rays over a random colour per ray, so
     a ray matches its pixel only by becoming opaque; no dark fog passing for dark surfaces, and
@@ -82,6 +84,7 @@ class FastConfig:
     carve: bool = True
     init_alpha: float = 0.02
     tv_weight: float = 0.0
+    tv_decay: bool = False
     random_background: bool = True
     render_weight_min: float = 1e-4
     distortion_weight: float = 0.0

@@ -222,6 +222,7 @@ class Trainer:
         """
         t = self.cfg.train
         lr = self._set_lr()
+        self.model.lr_decay = learning_rate(self.cfg, self.step, self.train_seconds) / t.lr
         if self.model.before_step(self.step):
             self._drop_stale_optimizer_state()
         crop = t.precrop_fraction if self.step < t.precrop_steps else 1.0

@@ -190,6 +190,28 @@ def test_regularisers_enter_the_loss(tmp_path):
     assert math.isfinite(reg.train_step()["loss"])
 
 
+def test_tv_decay_follows_the_learning_rate(tmp_path):
+    """With tv_decay, the TV term enters the loss at tv_weight times the learning rate's decay so
+    far (TensoRF's schedule): 0.5 * 0.1^(3 / 6) at step 3 with lr_decay_steps=6; without it, at
+    tv_weight."""
+    over = ["data.synthetic.resolution=16", "data.synthetic.n_train=2", "train.batch_rays=64", "train.eval_every=0",
+            "model.fast.grid_res=16", "model.fast.occ_res=16", "train.max_steps=8", "train.lr_decay_over=steps",
+            "train.lr_decay_steps=6", "train.lr_decay_factor=0.1", "model.fast.tv_weight=0.5"]
+
+    def step3(extra):
+        tr = Trainer(load_config("builtin", over + extra), tmp_path / str(len(extra)), torch.device("cpu"),
+                     log=lambda *a: None, show_progress=False)
+        figs = [tr.train_step() for _ in range(4)][-1]
+        mse = 10 ** (-figs["psnr"] / 10)  # the photometric part of the loss
+        return tr, figs, (figs["loss"] - mse) / figs["tv"]  # the weight the TV term entered with
+
+    tr, figs, weight = step3(["model.fast.tv_decay=true"])
+    assert tr.model.lr_decay == pytest.approx(0.1 ** 0.5) and figs["lr"] == pytest.approx(0.01 * 0.1 ** 0.5)
+    assert figs["tv"] > 0 and weight == pytest.approx(0.5 * 0.1 ** 0.5, rel=1e-3)
+    _, _, weight = step3([])
+    assert weight == pytest.approx(0.5, rel=1e-3)
+
+
 def test_training_skips_the_pruning_pass_only_while_it_drops_little(tmp_path):
     """The no-gradient pass that drops the steps behind opaque surfaces runs on every probe step
     (every occ_update_every steps) and in between only while the last probe dropped at least

@@ -36,6 +36,9 @@ class RenderModel(nn.Module):
         self.cfg, self.info = cfg, info
         bg = torch.tensor(info.background, dtype=torch.float32) if info.background is not None else None
         self.register_buffer("background", bg, persistent=False)
+        # How far the learning rate has decayed (lr / train.lr, 1 at the start), set by the trainer
+        # before each step, for regularisers that follow the schedule (model.fast.tv_decay).
+        self.lr_decay = 1.0
 
     def forward(self, rays: RayBundle, jitter: bool, generator: torch.Generator | None = None) -> dict:
         raise NotImplementedError

@@ -180,11 +180,16 @@ class FastNeRF(RenderModel):
         if self.fc.tv_weight > 0:
             tv = self.field.encoding.total_variation()
             logs["tv"] = float(tv.detach())
-            loss = loss + self.fc.tv_weight * tv
+            loss = loss + self.tv_weight() * tv
         if "distortion" in outputs:
             logs["distortion"] = float(outputs["distortion"].detach())
             loss = loss + self.fc.distortion_weight * outputs["distortion"]
         return loss, logs
+
+    def tv_weight(self) -> float:
+        """model.fast.tv_weight, times the learning rate's decay so far with tv_decay (TensoRF's
+        schedule: a strong prior early, against floaters, that lets fine detail in late)."""
+        return self.fc.tv_weight * (self.lr_decay if self.fc.tv_decay else 1.0)
 
     def param_groups(self, lr: float) -> list[dict]:
         s = self.fc.grid_lr_scale
