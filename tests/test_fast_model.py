@@ -144,6 +144,32 @@ def test_render_path_equals_training_path(trained):
     assert (change <= lost + 1e-6).all() and change.max() > 0
 
 
+def test_render_early_stop_cuts_renders_only(trained):
+    """render_early_stop stops a rendered ray once its transmittance falls below it: fewer samples,
+    and each pixel loses at most the light that was left (opacity drops by at most
+    render_early_stop; colour and depth of opaque rays barely move). Training ignores it."""
+    tr, _, _ = trained
+    scene = load_scene(dataclasses.replace(tr.cfg.data, max_images=1), "test")
+    rays = view_rays(scene.cameras, 0, tr.info)
+    model = tr.model.eval()
+    configured = model.fc.render_early_stop
+    try:
+        with torch.no_grad():
+            full = model(rays, jitter=False)
+            model.fc.render_early_stop = 0.3
+            cut = model(rays, jitter=False)
+        with torch.enable_grad():
+            grad_path = model(rays, jitter=False)
+    finally:
+        model.fc.render_early_stop = configured
+    assert cut["samples_per_ray"] < 0.9 * full["samples_per_ray"]
+    assert grad_path["samples_per_ray"] == full["samples_per_ray"]  # the training path keeps early_stop
+    lost = (full["opacity"] - cut["opacity"])[:, 0]
+    assert lost.min() >= -1e-6 and lost.max() <= 0.3 + 1e-6 and lost.max() > 0.05
+    # colour moves by at most the light left (colours and background lie in [0, 1])
+    assert ((full["rgb"] - cut["rgb"]).abs().amax(-1) <= 0.3 + 1e-5).all()
+
+
 def test_random_background_only_for_training_rays_of_photos(trained):
     """Scenes without alpha train over a random colour per ray (so only opaque rays match their
     pixels) and render over black; scenes with alpha keep their background."""

@@ -146,7 +146,8 @@ class FastNeRF(RenderModel):
                     return self.field.colour(features, vdirs[r_idx]).float()
 
             t, ray_idx, evaluated, sigma, rgb = self.grid.march_field(o, d, rays.near, rays.far, offset, field_fn,
-                                                                      fc.early_stop, fc.alpha_min,
+                                                                      fc.render_early_stop or fc.early_stop,
+                                                                      fc.alpha_min,
                                                                       payload_fn=colour_fn,
                                                                       weight_min=fc.render_weight_min)
         half = 0.5 * self.grid.step
