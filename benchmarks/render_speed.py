@@ -1,7 +1,7 @@
 """How fast a trained run renders: seconds per held-out view (median of several) and the wall
 time of a whole `render-video` path, with samples per ray, from a run folder written by train-scene.
 The timed views are also scored (PSNR, SSIM against the held-out photos), so a render-time
-override (e.g. model.fast.early_stop=1e-2) is judged on what it costs in quality as well.
+override (e.g. model.fast.render_early_stop=0.01) is judged on what it costs in quality as well.
 
     python benchmarks/render_speed.py RUN_DIR [--views 5] [--video-frames 120] [--tag NAME] [KEY=VALUE ...]
 
