@@ -36,7 +36,8 @@ class FastConfig:
     total-variation loss on the grid's factors (tensorf, dense; TensoRF's regulariser against
     floaters when few views see the scene; 0.05 in llff_fast.yaml: fern, 30 min, 24.91 dB with it).
     tv_decay: scale tv_weight by the learning rate's decay (lr / train.lr), as TensoRF shrinks its
-    TV weights with its learning rate.
+    TV weights with its learning rate (fern, 30 min, tv_weight 0.1 decayed: 24.54 dB, no better
+    than a constant 0.05; off).
     random_background: for captures without alpha (real
     photos: every pixel sees a surface), composite training rays over a random colour per ray, so
     a ray matches its pixel only by becoming opaque; no dark fog passing for dark surfaces, and
