@@ -208,7 +208,9 @@ class Trainer:
         return save_checkpoint(self.run_dir, self.step, state, self.cfg.train.keep_checkpoints)
 
     def _set_lr(self) -> float:
-        lr = learning_rate(self.cfg, self.step, self.train_seconds) * self.lr_scale
+        scheduled = learning_rate(self.cfg, self.step, self.train_seconds)
+        self.model.lr_decay = scheduled / self.cfg.train.lr  # for regularisers that follow the schedule
+        lr = scheduled * self.lr_scale
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         return lr
@@ -222,7 +224,6 @@ class Trainer:
         """
         t = self.cfg.train
         lr = self._set_lr()
-        self.model.lr_decay = learning_rate(self.cfg, self.step, self.train_seconds) / t.lr
         if self.model.before_step(self.step):
             self._drop_stale_optimizer_state()
         crop = t.precrop_fraction if self.step < t.precrop_steps else 1.0

@@ -146,8 +146,8 @@ def test_render_path_equals_training_path(trained):
 
 def test_render_early_stop_cuts_renders_only(trained):
     """render_early_stop stops a rendered ray once its transmittance falls below it: fewer samples,
-    and each pixel loses at most the light that was left (opacity drops by at most
-    render_early_stop; colour and depth of opaque rays barely move). Training ignores it."""
+    and each pixel loses at most the light that was left (opacity and colour move by at most
+    render_early_stop). Training ignores it."""
     tr, _, _ = trained
     scene = load_scene(dataclasses.replace(tr.cfg.data, max_images=1), "test")
     rays = view_rays(scene.cameras, 0, tr.info)
