@@ -60,7 +60,10 @@ class FastConfig:
     of equal ratio, evenly spaced up to step `grid_upsample_until`; 0 starts at `grid_res`.
     prune_min_share: training skips its no-gradient pruning pass (which drops the steps behind
     opaque surfaces) while the last probe, every occ_update_every steps, dropped less than this
-    share of the steps; 0 always prunes."""
+    share of the steps; 0 always prunes. render_first_round: steps per ray in a render's first
+    density round (rounds then double; see render/occupancy.py). The rounds decide only how much
+    density is evaluated past where a ray stops, not the image: fern renders keep ~4 samples per
+    ray, and a first round of 4 instead of 8 rendered a view ~1.5x faster, same pixels."""
 
     encoding: str = "tensorf"
     grid_res: int = 128
@@ -98,13 +101,15 @@ class FastConfig:
     grid_upsample_until: int = 2000
     grid_upsample_count: int = 4
     prune_min_share: float = 0.2
+    render_first_round: int = 4
 
     def validate(self) -> list[str]:
         errs = []
         if self.encoding not in ("tensorf", "hash", "dense"):
             errs.append(f"model.fast.encoding: must be tensorf, hash or dense, got {self.encoding!r}")
         for k in ("grid_res", "tensorf_comp", "dense_features", "hash_levels", "hash_features", "hash_base_res",
-                  "hash_max_res", "hidden", "geo_features", "colour_hidden", "steps", "occ_res", "occ_update_every"):
+                  "hash_max_res", "hidden", "geo_features", "colour_hidden", "steps", "occ_res", "occ_update_every",
+                  "render_first_round"):
             if getattr(self, k) < 1:
                 errs.append(f"model.fast.{k}: must be >= 1, got {getattr(self, k)}")
         if not 10 <= self.hash_log2_size <= 24:

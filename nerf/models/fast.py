@@ -148,7 +148,7 @@ class FastNeRF(RenderModel):
             t, ray_idx, evaluated, sigma, rgb = self.grid.march_field(o, d, rays.near, rays.far, offset, field_fn,
                                                                       fc.render_early_stop or fc.early_stop,
                                                                       fc.alpha_min,
-                                                                      payload_fn=colour_fn,
+                                                                      fc.render_first_round, payload_fn=colour_fn,
                                                                       weight_min=fc.render_weight_min)
         half = 0.5 * self.grid.step
         t_start, t_end = t - half, t + half
