@@ -284,15 +284,16 @@ def test_skipping_the_pruning_pass_adds_only_steps_behind_opaque_surfaces(traine
 
 def test_render_first_round_changes_the_work_not_the_image(trained):
     """render_first_round only splits a render's density evaluations into rounds differently: the
-    same samples are kept and the pixels are the same; a shorter first round never evaluates
-    more. (render_early_stop is 1e-2 here, as renders of llff_fast.yaml use.)"""
+    same samples are kept and the pixels are the same, while a first round shorter than the
+    rays' spans evaluates fewer steps past where they stop. (render_early_stop is 0.5 here, so that rays of the
+    briefly trained scene do stop within their first rounds.)"""
     tr, _, _ = trained
     model = tr.model.eval()
     rays = view_rays(tr.scene.cameras, 0, tr.info)
     first, stop = model.fc.render_first_round, model.fc.render_early_stop
     outs = {}
     try:
-        model.fc.render_early_stop = 1e-2
+        model.fc.render_early_stop = 0.5
         for k in (1, 4, 64):
             model.fc.render_first_round = k
             with torch.no_grad():
@@ -303,4 +304,4 @@ def test_render_first_round_changes_the_work_not_the_image(trained):
         assert outs[k]["samples_per_ray"] == outs[64]["samples_per_ray"] > 0
         for key in ("rgb", "depth", "opacity"):
             assert torch.allclose(outs[k][key], outs[64][key], atol=1e-5), (k, key)
-    assert outs[1]["evaluated_per_ray"] <= outs[4]["evaluated_per_ray"] <= outs[64]["evaluated_per_ray"]
+    assert max(outs[1]["evaluated_per_ray"], outs[4]["evaluated_per_ray"]) < outs[64]["evaluated_per_ray"]
