@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from nerf.allocator import keep_freed_memory
+from nerf.commands.allocator import keep_freed_memory
 
 KEEP_FREED_MEMORY = keep_freed_memory()  # as the commands do (nerf/allocator.py)
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -31,10 +31,10 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from datasets import load_scene  # noqa: E402
 from nerf.config import load_config  # noqa: E402
-from nerf.evaluate import render_view, score_views  # noqa: E402
-from nerf.trainer import Trainer  # noqa: E402
+from nerf.datasets import load_scene  # noqa: E402
+from nerf.inference.views import render_view, score_views  # noqa: E402
+from nerf.training.trainer import Trainer  # noqa: E402
 
 LEGO = ROOT.parent / "shared" / "data" / "nerf_synthetic" / "lego"
 

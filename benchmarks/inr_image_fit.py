@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from nerf.fit_image import FitSettings, fit_image, fit_one, load_image  # noqa: E402
+from nerf.inr.fit_image import FitSettings, fit_image, fit_one, load_image  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"

@@ -3,7 +3,7 @@
 Stages (each a few minutes on a shared 2-core CPU, so they run as separate invocations):
 
   python benchmarks/meta_init.py meta --minutes 2.5 [--tasks 16] [--outer-lr 1.0] [--resume]
-      Reptile (nerf.meta, the code behind `meta-train`) on family seeds 100..100+tasks-1 with
+      Reptile (nerf.inr.reptile, the code behind `meta-train`) on family seeds 100..100+tasks-1 with
       configs/meta_builtin.yaml -> benchmarks/results/meta_init.pt (+ meta_init_train.json);
       --resume continues from that file (meta-training in chunks). The reported init: four
       30-minute stages on 64 tasks, --outer-lr 0.2 with 16 inner steps, then --resume
@@ -58,7 +58,7 @@ def machine() -> dict:
 
 def stage_meta(a) -> None:
     from nerf.config import load_config
-    from nerf.meta import MetaSettings, meta_train, save_init
+    from nerf.inr.reptile import MetaSettings, meta_train, save_init
 
     cfg = load_config(str(CONFIG), [f"train.seed={a.seed}"])
     torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
@@ -74,10 +74,10 @@ def stage_meta(a) -> None:
 
 def run_curve(seed: int, init: Path | None, steps: int) -> list[list[float]]:
     """Held-out PSNR (mean over the test views) at EVAL_STEPS <= steps, training with train-scene's Trainer."""
-    from datasets import load_scene
     from nerf.config import load_config
-    from nerf.evaluate import score_views
-    from nerf.trainer import Trainer
+    from nerf.datasets import load_scene
+    from nerf.inference.views import score_views
+    from nerf.training.trainer import Trainer
 
     cfg = load_config(str(CONFIG), [f"data.synthetic.seed={seed}", f"train.max_steps={DEFAULT_STEPS}"])
     test = load_scene(cfg.data, "test")

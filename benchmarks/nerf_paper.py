@@ -36,7 +36,7 @@ def _paper_cfg(downscale: int, precision: str, extra=()):
 
 def speed_one(downscale: int, precision: str, steps: int) -> dict:
     """Time `steps` training steps (after 2 warm-up steps) in this process."""
-    from nerf.trainer import Trainer
+    from nerf.training.trainer import Trainer
 
     cfg = _paper_cfg(downscale, precision, ["data.max_images=100"])
     out = Path("/tmp") / f"nerf_speed_{precision}"
@@ -69,9 +69,9 @@ def cmd_speed(a) -> None:
 
 
 def cmd_quality(a) -> None:
-    from datasets import load_scene
-    from nerf.evaluate import score_views
-    from nerf.trainer import Trainer
+    from nerf.datasets import load_scene
+    from nerf.inference.views import score_views
+    from nerf.training.trainer import Trainer
 
     cfg = _paper_cfg(a.downscale, a.precision, [f"train.seed={a.seed}", "train.checkpoint_every=100000000"])
     run = Path("/tmp") / f"nerf_quality_ds{a.downscale}_{a.precision}"

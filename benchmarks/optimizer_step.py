@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import RESULTS, machine, median, write_json  # noqa: E402
 from nerf.config import load_config  # noqa: E402
-from nerf.fields_fast import FastField  # noqa: E402
-from nerf.grid_encodings import build_encoding  # noqa: E402
+from nerf.fields.grid_field import FastField  # noqa: E402
+from nerf.fields.grids import build_encoding  # noqa: E402
 
 IMPLEMENTATIONS = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 

@@ -31,7 +31,7 @@ def one(a) -> dict:
     import torch
 
     from nerf.config import load_config
-    from nerf.trainer import Trainer
+    from nerf.training.trainer import Trainer
 
     over = [f"train.precision={a.precision}", "train.eval_every=0", "train.checkpoint_every=100000000"]
     if a.config != "builtin":

@@ -21,10 +21,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import RESULTS, machine, median, peak_rss_mb, write_json  # noqa: E402
-from datasets import load_scene  # noqa: E402
-from nerf.evaluate import psnr, render_view, ssim  # noqa: E402
-from nerf.runs import load_run_config, load_trained_model  # noqa: E402
-from nerf.video_run import render_video  # noqa: E402
+from nerf.datasets import load_scene  # noqa: E402
+from nerf.inference.video import render_video  # noqa: E402
+from nerf.inference.views import psnr, render_view, ssim  # noqa: E402
+from nerf.runs.run_folder import load_run_config, load_trained_model  # noqa: E402
 
 
 def main() -> None:

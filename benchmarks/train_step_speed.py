@@ -27,9 +27,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import RESULTS, machine, median, write_json  # noqa: E402
-from nerf.checkpoint import load_latest_checkpoint  # noqa: E402
-from nerf.runs import load_run_config  # noqa: E402
-from nerf.trainer import Trainer  # noqa: E402
+from nerf.runs.checkpoints import load_latest_checkpoint  # noqa: E402
+from nerf.runs.run_folder import load_run_config  # noqa: E402
+from nerf.training.trainer import Trainer  # noqa: E402
 
 
 def parse_variant(text: str) -> tuple[str, list[str]]:

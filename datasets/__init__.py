@@ -2,8 +2,8 @@
 
 This package knows formats and files only; it knows nothing of rays or models.
 """
-from datasets.errors import DatasetError
-from datasets.scene import Cameras, Scene
-from datasets.registry import load_scene
+from nerf.datasets.errors import DatasetError
+from nerf.datasets.registry import load_scene
+from nerf.datasets.scene import Cameras, Scene
 
 __all__ = ["Cameras", "Scene", "DatasetError", "load_scene"]

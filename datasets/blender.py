@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datasets.errors import DatasetError
-from datasets.imageops import composite_premultiplied, load_rgba_stack
-from datasets.options import DataOptions
-from datasets.poses import check_poses, to_homogeneous
-from datasets.scene import Cameras, Scene, evenly_spaced
+from nerf.datasets.errors import DatasetError
+from nerf.datasets.imageops import composite_premultiplied, load_rgba_stack
+from nerf.datasets.options import DataOptions
+from nerf.datasets.poses import check_poses, to_homogeneous
+from nerf.datasets.scene import Cameras, Scene, evenly_spaced
 
 SPLITS = ("train", "val", "test")
 NEAR, FAR = 2.0, 6.0

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datasets.errors import DatasetError
-from datasets.imageops import composite_premultiplied, downscale_area, load_rgba_stack, read_image
-from datasets.options import DataOptions
-from datasets.poses import box_bounds, check_poses, holdout_indices, normalize_cameras
-from datasets.scene import Cameras, Scene, evenly_spaced
+from nerf.datasets.errors import DatasetError
+from nerf.datasets.imageops import composite_premultiplied, downscale_area, load_rgba_stack, read_image
+from nerf.datasets.options import DataOptions
+from nerf.datasets.poses import box_bounds, check_poses, holdout_indices, normalize_cameras
+from nerf.datasets.scene import Cameras, Scene, evenly_spaced
 
 UNIT_BOX = np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
 

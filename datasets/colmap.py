@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.captures import Frame, build_scene
-from datasets.errors import DatasetError
-from datasets.options import DataOptions
-from datasets.scene import Scene
+from nerf.datasets.captures import Frame, build_scene
+from nerf.datasets.errors import DatasetError
+from nerf.datasets.options import DataOptions
+from nerf.datasets.scene import Scene
 
 MODEL_DIRS = ("sparse/0", "sparse", "colmap/sparse/0", ".")
 # model id -> (name, number of parameters)

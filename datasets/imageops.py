@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datasets.errors import DatasetError
+from nerf.datasets.errors import DatasetError
 
 
 def check_image_file(path: Path) -> None:

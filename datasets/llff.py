@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datasets.errors import DatasetError
-from datasets.imageops import load_rgba_stack
-from datasets.options import DataOptions
-from datasets.poses import check_poses, frustum_bbox, holdout_indices, to_homogeneous
-from datasets.scene import Cameras, Scene, evenly_spaced
-from render.paths import average_pose
+from nerf.datasets.errors import DatasetError
+from nerf.datasets.imageops import load_rgba_stack
+from nerf.datasets.options import DataOptions
+from nerf.datasets.poses import check_poses, frustum_bbox, holdout_indices, to_homogeneous
+from nerf.datasets.scene import Cameras, Scene, evenly_spaced
+from nerf.render.paths import average_pose
 
 BD_FACTOR = 0.75
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

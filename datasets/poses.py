@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from datasets.errors import DatasetError
+from nerf.datasets.errors import DatasetError
 
 
 def check_poses(c2w: np.ndarray, source: str, tol: float = 1e-2) -> None:

@@ -8,14 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from datasets.blender import is_blender, load_blender
-from datasets.colmap import MODEL_DIRS, is_colmap, load_colmap
-from datasets.errors import DatasetError
-from datasets.options import DataOptions
-from datasets.scene import Scene
-from datasets.llff import is_llff, load_llff
-from datasets.synthetic import load_synthetic
-from datasets.transforms_json import is_transforms_json, load_transforms_json
+from nerf.datasets.blender import is_blender, load_blender
+from nerf.datasets.colmap import MODEL_DIRS, is_colmap, load_colmap
+from nerf.datasets.errors import DatasetError
+from nerf.datasets.llff import is_llff, load_llff
+from nerf.datasets.options import DataOptions
+from nerf.datasets.scene import Scene
+from nerf.datasets.synthetic import load_synthetic
+from nerf.datasets.transforms_json import is_transforms_json, load_transforms_json
 
 # name -> (detect, load, what detection looks for), tried in this order: an LLFF folder may also
 # hold COLMAP's sparse/ model and a nerfstudio folder its colmap/ one; the more specific file wins

@@ -18,11 +18,11 @@ import math
 
 import torch
 
-from datasets.imageops import composite_premultiplied, downscale_area
-from datasets.options import DataOptions, SyntheticOptions
-from datasets.scene import Cameras, Scene, evenly_spaced
-from render.paths import look_at
-from render.rays import image_rays
+from nerf.datasets.imageops import composite_premultiplied, downscale_area
+from nerf.datasets.options import DataOptions, SyntheticOptions
+from nerf.datasets.scene import Cameras, Scene, evenly_spaced
+from nerf.render.paths import look_at
+from nerf.render.rays import image_rays
 
 RADIUS = 4.0
 NEAR, FAR = 2.4, 5.6

@@ -23,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.blender import read_json
-from datasets.captures import Frame, build_scene
-from datasets.errors import DatasetError
-from datasets.imageops import check_image_file, unreadable
-from datasets.options import DataOptions
-from datasets.poses import to_homogeneous
-from datasets.scene import Scene
+from nerf.datasets.blender import read_json
+from nerf.datasets.captures import Frame, build_scene
+from nerf.datasets.errors import DatasetError
+from nerf.datasets.imageops import check_image_file, unreadable
+from nerf.datasets.options import DataOptions
+from nerf.datasets.poses import to_homogeneous
+from nerf.datasets.scene import Scene
 
 FILE = "transforms.json"
 NGP_SCALE, NGP_OFFSET = 0.33, (0.5, 0.5, 0.5)

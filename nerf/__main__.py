@@ -1,7 +1,7 @@
 """`python -m nerf COMMAND ...`: the console commands without installed scripts."""
 import sys
 
-from nerf.cli import COMMANDS
+from nerf.commands import COMMANDS
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

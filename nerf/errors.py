@@ -1,5 +1,5 @@
 """User-facing errors: the CLI prints them as one line and exits with status 2."""
-from datasets.errors import DatasetError
+from nerf.datasets.errors import DatasetError
 
 
 class UserError(Exception):

@@ -9,7 +9,7 @@ from typing import Callable
 
 import torch
 
-from render.rays import RayBundle
+from nerf.render.rays import RayBundle
 
 
 def render_chunks(fn: Callable[[RayBundle], dict[str, torch.Tensor]], n_rays: int,

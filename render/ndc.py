@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import torch
 
-from render.rays import RayBundle
+from nerf.render.rays import RayBundle
 
 
 def ndc_points(points: torch.Tensor, fx, fy, width: int, height: int, near_plane: float = 1.0) -> torch.Tensor:

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from render.packed import exclusive_segment_cumsum, segment_starts, tau_from_alpha
+from nerf.render.packed import exclusive_segment_cumsum, segment_starts, tau_from_alpha
 
 
 def ray_box(origins: torch.Tensor, dirs: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from render.composite import alpha_from_density
+from nerf.render.composite import alpha_from_density
 
 
 def segment_starts(ray_idx: torch.Tensor, n_rays: int) -> tuple[torch.Tensor, torch.Tensor]:

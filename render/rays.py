@@ -59,7 +59,7 @@ def rays_from_pixels(cameras, cam_idx: torch.Tensor, x: torch.Tensor, y: torch.T
     Pass integer pixel indices + 0.5 for pixel centres.
     """
     if getattr(cameras, "distortion", None) is not None:
-        from render.distortion import undistort_points
+        from nerf.render.distortion import undistort_points
 
         x, y = undistort_points(x, y, cameras.fx[cam_idx], cameras.fy[cam_idx], cameras.cx[cam_idx],
                                 cameras.cy[cam_idx], cameras.distortion[cam_idx])

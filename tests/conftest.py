@@ -28,12 +28,16 @@ def fern_dir() -> Path:
     return FERN
 
 
-def run_cli(command: str, *args: str, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run a console command (train-scene, eval-scene, ...) from this checkout in a subprocess.
+def installed_script(command: str) -> Path:
+    """The console script pip installed for `command` (beside this Python), as a user runs it."""
+    path = Path(sys.executable).parent / command
+    if not path.is_file():
+        pytest.fail(f"{command}: not installed beside {sys.executable}; run `pip install -e .` first")
+    return path
 
-    Uses `python -m nerf <command>` with this checkout first on the path, so the test exercises
-    the code under test whether or not the package is installed.
-    """
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "nerf", command, *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd, env=env)
+
+def run_cli(command: str, *args: str, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run a console command (train-scene, eval-scene, ...) through its installed entry point in a
+    subprocess, as a user does (`pip install -e .` makes it run this checkout's code)."""
+    return subprocess.run([str(installed_script(command)), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env=dict(os.environ))

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from datasets import DatasetError, load_scene
-from datasets.options import DataOptions
-from datasets.registry import detect_format
+from nerf.datasets import DatasetError, load_scene
+from nerf.datasets.options import DataOptions
+from nerf.datasets.registry import detect_format
 
 W, H = 20, 16
 N_VIEWS = 10
@@ -246,7 +246,7 @@ def test_transforms_json_downscale_masks_and_rgba(tmp_path):
     assert s.alpha is not None
     assert torch.allclose(s.images[0, 0, 0], torch.tensor([1.0, 0.5, 0.5]), atol=0.01)
     # training draws only the pixels the masks keep (the left half), from every image
-    from nerf.trainer import masked_pixels, sample_batch
+    from nerf.training.trainer import masked_pixels, sample_batch
 
     valid = masked_pixels(s.mask)
     assert valid.numel() == len(s) * (H // 2) * (W // 4)

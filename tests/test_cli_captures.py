@@ -9,11 +9,11 @@ import json
 
 import numpy as np
 import yaml
-
 from conftest import run_cli
-from nerf.cli import COMMANDS
 from test_captures import intrinsics_for, make_capture, write_colmap, write_transforms
 from test_llff import forward_facing, write_llff
+
+from nerf.commands import COMMANDS
 
 TINY = ["model.depth=2", "model.width=32", "model.skip_layer=0", "model.view_width=16", "model.n_coarse=8",
         "model.n_fine=8", "model.pos_freqs=4", "model.dir_freqs=2", "train.batch_rays=64", "train.max_steps=2",

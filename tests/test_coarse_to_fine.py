@@ -5,12 +5,12 @@ import re
 import pytest
 import torch
 
-from datasets import load_scene
 from nerf.config import ConfigError, load_config
-from nerf.grid_encodings import DenseGrid, TensoRFVM
-from nerf.models import build_model
+from nerf.datasets import load_scene
+from nerf.fields.grids import DenseGrid, TensoRFVM
+from nerf.runs.run_folder import build_run_model
 from nerf.models.base import SceneInfo
-from nerf.trainer import Trainer
+from nerf.training.trainer import Trainer
 
 BOX = [[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]
 
@@ -70,10 +70,10 @@ def test_schedule_grows_by_equal_ratios_to_grid_res():
                                   "model.fast.grid_res=256", "model.fast.grid_res_start=64",
                                   "model.fast.grid_upsample_count=2", "model.fast.grid_upsample_until=1000"])
     scene = load_scene(cfg.data, "train")
-    model = build_model(cfg, SceneInfo.from_scene(scene, has_alpha=scene.alpha is not None))
+    model = build_run_model(cfg, SceneInfo.from_scene(scene, has_alpha=scene.alpha is not None))
     assert model.grid_schedule() == {500: 128, 1000: 256}
     assert model.field.encoding.res == 64
-    assert build_model(load_config("builtin", []), model.info).grid_schedule() == {}  # off by default
+    assert build_run_model(load_config("builtin", []), model.info).grid_schedule() == {}  # off by default
 
 
 @pytest.mark.parametrize("bad, message", [

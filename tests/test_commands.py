@@ -3,9 +3,8 @@ import json
 
 import imageio.v2 as iio2
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
 from conftest import run_cli
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 TINY = [
     "model.method=nerf", "data.synthetic.resolution=16", "data.synthetic.n_train=6", "data.synthetic.n_test=3",
@@ -19,7 +18,7 @@ TINY = [
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("cmd") / "run"
-    proc = run_cli("train-scene", "--out", str(run), "--seed", "3", "--quiet", *TINY)
+    proc = run_cli("train-scene", "--out", str(run), "--seed", "3", *TINY)
     assert proc.returncode == 0, proc.stderr
     return run, proc
 
@@ -27,6 +26,12 @@ def trained_run(tmp_path_factory):
 def test_train_scene_writes_the_run_folder(trained_run):
     run, proc = trained_run
     assert "outputs in" in proc.stdout and "tensorboard --logdir" in proc.stdout
+    # the built-in scene's run ends with something to look at, named in its last lines
+    sheet, video = run / "renders" / "contact_sheet.png", run / "videos" / "turntable.mp4"
+    assert str(sheet) in proc.stdout and str(video) in proc.stdout
+    img = iio2.imread(sheet)
+    assert img.ndim == 3 and img.shape[1] > 2 * 3 * 16 and img.std() > 10  # 3 test views, render | truth
+    assert len(iio2.mimread(video, memtest=False)) == 48
     assert (run / "config.yaml").is_file() and (run / "scene.json").is_file()
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_0000005.pt", "step_0000010.pt"]
     metrics = json.loads((run / "metrics.json").read_text())
@@ -79,7 +84,7 @@ def test_resume_continues_and_existing_run_is_refused(trained_run):
     proc = run_cli("train-scene", "--out", str(run), "--quiet", *TINY)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "already holds a run" in proc.stderr
-    proc = run_cli("train-scene", "--out", str(run), "--resume", "--quiet", "--no-eval", "train.max_steps=12")
+    proc = run_cli("train-scene", "--out", str(run), "--resume", "--no-eval", "--no-showcase", "train.max_steps=12")
     assert proc.returncode == 0, proc.stderr
     assert "from step_0000010.pt" in proc.stdout
     assert (run / "checkpoints" / "step_0000012.pt").is_file()
@@ -112,3 +117,15 @@ def test_help_for_every_command():
     for cmd in ("train-scene", "eval-scene", "render-video"):
         proc = run_cli(cmd, "--help")
         assert proc.returncode == 0 and "--seed" in proc.stdout
+
+
+def test_quiet_prints_only_errors(tmp_path):
+    """--quiet: a whole run (training, evaluation, the showcase) prints nothing; an error still
+    prints its one line."""
+    run = tmp_path / "quiet"
+    proc = run_cli("train-scene", "--out", str(run), "--quiet", *TINY, "train.max_steps=2")
+    assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == "", (proc.stdout, proc.stderr)
+    proc = run_cli("eval-scene", str(run), "--quiet")
+    assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == ""
+    proc = run_cli("train-scene", "--out", str(run), "--quiet", *TINY)
+    assert proc.returncode == 2 and proc.stdout == "" and proc.stderr.count("\n") == 1

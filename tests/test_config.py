@@ -16,7 +16,7 @@ def test_blender_configs_differ_only_in_resolution():
     full, half, quarter = (load_config(n) for n in ("blender", "blender_half", "blender_quarter"))
     assert (full.data.downscale, half.data.downscale, quarter.data.downscale) == (1, 2, 4)
     assert full.model == half.model == quarter.model
-    assert full.model.n_coarse == 64 and full.model.n_fine == 128 and full.model.width == 256
+    assert full.model.nerf.n_coarse == 64 and full.model.nerf.n_fine == 128 and full.model.nerf.width == 256
     assert full.train.precrop_steps == 500
 
 
@@ -37,7 +37,7 @@ def test_precedence_file_then_overrides(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("train:\n  max_steps: 50\n  lr: 1e-3\nmodel:\n  width: 64\n")
     cfg = load_config(str(f), ["train.max_steps=7"])
-    assert cfg.train.max_steps == 7 and cfg.train.lr == 0.001 and cfg.model.width == 64
+    assert cfg.train.max_steps == 7 and cfg.train.lr == 0.001 and cfg.model.nerf.width == 64
 
 
 def test_round_trip(tmp_path):
@@ -50,7 +50,7 @@ def test_round_trip(tmp_path):
 @pytest.mark.parametrize("text,needle", [
     ("train:\n  max_step: 5\n", "unknown config key 'train.max_step' (did you mean 'train.max_steps'?)"),
     ("trian:\n  max_steps: 5\n", "unknown config key 'trian'"),
-    ("model:\n  width: wide\n", "'model.width' must be int"),
+    ("model:\n  width: wide\n", "'model.nerf.width' must be int"),
     ("train: [1, 2\n", "malformed YAML at line"),
     ("- 1\n- 2\n", "expected a mapping"),
     ("train:\n  precision: fp8\n", "train.precision: must be fp32 or bf16"),
@@ -68,7 +68,7 @@ def test_bad_config_files_are_named(tmp_path, text, needle):
 def test_default_config_follows_scene_format_and_method(tmp_path):
     """No --config: builtin.yaml (the fast method) for the built-in scene, configs/<format>.yaml
     for a folder, and configs/<base>_<method>.yaml when model.method names one that exists."""
-    from nerf.cli import _default_config
+    from nerf.commands.common import default_config as _default_config
 
     assert Path(_default_config(None)).name == "builtin.yaml"
     assert load_config(_default_config(None)).model.method == "fast"

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from render.contraction import contract, contract_to_unit_cube, uncontract
+from nerf.render.contraction import contract, contract_to_unit_cube, uncontract
 
 
 @pytest.mark.parametrize("order", [2, math.inf])

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from datasets import DatasetError, load_scene
-from datasets.imageops import composite_premultiplied, downscale_area, premultiply
-from datasets.options import DataOptions, SyntheticOptions
-from datasets.scene import evenly_spaced
-from datasets.synthetic import FAR, NEAR, shade
+from nerf.datasets import DatasetError, load_scene
+from nerf.datasets.imageops import composite_premultiplied, downscale_area, premultiply
+from nerf.datasets.options import DataOptions, SyntheticOptions
+from nerf.datasets.scene import evenly_spaced
+from nerf.datasets.synthetic import FAR, NEAR, shade
 
 
 def test_downscale_averages_premultiplied_colour():

@@ -2,9 +2,9 @@
 fixed-point iteration of the forward model (the classic OpenCV approach), not by Newton."""
 import torch
 
-from datasets.scene import Cameras
-from render.distortion import distort_normalized, undistort_points
-from render.rays import rays_from_pixels
+from nerf.datasets.scene import Cameras
+from nerf.render.distortion import distort_normalized, undistort_points
+from nerf.render.rays import rays_from_pixels
 
 DIST = torch.tensor([-0.25, 0.06, 0.0015, -0.002], dtype=torch.float64)
 

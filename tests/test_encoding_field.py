@@ -3,8 +3,8 @@ import math
 
 import torch
 
-from nerf.encodings import PositionalEncoding
-from nerf.fields import NeRFField
+from nerf.fields.encodings import PositionalEncoding
+from nerf.fields.mlp_field import NeRFField
 
 
 def test_positional_encoding_has_exact_frequencies():

@@ -3,7 +3,7 @@ dense-grid interpolation, spherical harmonics."""
 import pytest
 import torch
 
-from nerf.grid_encodings import DenseGrid, HashGrid, SphericalHarmonics, TensoRFVM
+from nerf.fields.grids import DenseGrid, HashGrid, SphericalHarmonics, TensoRFVM
 
 BOX = [[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]
 

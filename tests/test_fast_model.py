@@ -8,12 +8,12 @@ import time
 import pytest
 import torch
 
-from datasets import load_scene
-from datasets import synthetic as syn
 from nerf.config import load_config
-from nerf.evaluate import score_views
-from nerf.raygen import view_rays
-from nerf.trainer import Trainer
+from nerf.datasets import load_scene
+from nerf.datasets import synthetic as syn
+from nerf.inference.views import score_views
+from nerf.scene_rays import view_rays
+from nerf.training.trainer import Trainer
 
 STEPS = 200
 CI = ["data.synthetic.resolution=32", "data.synthetic.n_test=4", "train.eval_every=0", "train.checkpoint_every=100000",
@@ -108,7 +108,7 @@ def test_every_encoding_trains_two_steps(tmp_path, encoding):
     assert all(math.isfinite(f["loss"]) and f["samples_per_ray"] > 0 for f in figs)
     assert any(not torch.equal(p0, p) for p0, p in zip(before, tr.model.parameters()))
     with torch.no_grad():
-        out = tr.model(view_rays(tr.scene.cameras, 0, tr.info), jitter=False)
+        out = tr.model(view_rays(tr.scene.cameras, 0, tr.info), mode="render")
     assert out["rgb"].shape == (16 * 16, 3) and out["depth"].shape == (256, 1) and out["opacity"].shape == (256, 1)
 
 
@@ -121,10 +121,10 @@ def test_render_path_equals_training_path(trained):
     model = tr.model.eval()
     configured = model.fc.render_weight_min
     with torch.enable_grad():
-        ref = model(rays, jitter=False)
+        ref = model(rays, mode="train", jitter=False)
     model.fc.render_weight_min = 0.0  # every sample the training path keeps
     with torch.no_grad():
-        fast = model(rays, jitter=False)
+        fast = model(rays, mode="render")
     assert fast["samples_per_ray"] == ref["samples_per_ray"] > 0
     for k in ("rgb", "depth", "opacity"):
         assert torch.allclose(fast[k], ref[k].detach(), atol=1e-5), k
@@ -132,7 +132,7 @@ def test_render_path_equals_training_path(trained):
     # a pixel's colour changes by at most the weight of those samples (colours lie in [0, 1])
     model.fc.render_weight_min = 1e-4
     with torch.no_grad():
-        lean = model(rays, jitter=False)
+        lean = model(rays, mode="render")
     model.fc.render_weight_min = configured
     assert lean["samples_per_ray"] == fast["samples_per_ray"]
     for k in ("opacity", "depth"):
@@ -155,11 +155,11 @@ def test_render_early_stop_cuts_renders_only(trained):
     configured = model.fc.render_early_stop
     try:
         with torch.no_grad():
-            full = model(rays, jitter=False)
+            full = model(rays, mode="render")
             model.fc.render_early_stop = 0.3
-            cut = model(rays, jitter=False)
+            cut = model(rays, mode="render")
         with torch.enable_grad():
-            grad_path = model(rays, jitter=False)
+            grad_path = model(rays, mode="train", jitter=False)
     finally:
         model.fc.render_early_stop = configured
     assert cut["samples_per_ray"] < 0.9 * full["samples_per_ray"]
@@ -175,7 +175,7 @@ def test_random_background_only_for_training_rays_of_photos(trained):
     pixels) and render over black; scenes with alpha keep their background."""
     tr, _, _ = trained
     info = dataclasses.replace(tr.info, background=None)
-    model = type(tr.model)(copy.deepcopy(tr.cfg), info)
+    model = type(tr.model)(copy.deepcopy(tr.cfg.model.fast), info)
     model.load_state_dict(tr.model.state_dict())
     scene = load_scene(dataclasses.replace(tr.cfg.data, max_images=1), "test")
     rays = view_rays(scene.cameras, 0, info)
@@ -184,7 +184,7 @@ def test_random_background_only_for_training_rays_of_photos(trained):
         model.fc.random_background = random_background
         model.train(training)
         with torch.no_grad():
-            return model(rays, jitter=True, generator=torch.Generator().manual_seed(0))
+            return model(rays, mode="train", generator=torch.Generator().manual_seed(0))
 
     on, off = run(True, True), run(False, True)
     seen = off["opacity"][:, 0] < 0.5
@@ -195,7 +195,7 @@ def test_random_background_only_for_training_rays_of_photos(trained):
     # the built-in scene has alpha: its training rays composite over its white background
     tr.model.train()
     with torch.no_grad():
-        white = tr.model(rays, jitter=True, generator=torch.Generator().manual_seed(0))
+        white = tr.model(rays, mode="train", generator=torch.Generator().manual_seed(0))
     tr.model.eval()
     assert torch.allclose(white["rgb"] - off["rgb"], (1 - off["opacity"]).expand(-1, 3), atol=1e-5)
 
@@ -232,7 +232,7 @@ def test_tv_decay_follows_the_learning_rate(tmp_path):
         return tr, figs, (figs["loss"] - mse) / figs["tv"]  # the weight the TV term entered with
 
     tr, figs, weight = step3(["model.fast.tv_decay=true"])
-    assert tr.model.lr_decay == pytest.approx(0.1 ** 0.5) and figs["lr"] == pytest.approx(0.01 * 0.1 ** 0.5)
+    assert tr.model.lr_factor == pytest.approx(0.1 ** 0.5) and figs["lr"] == pytest.approx(0.01 * 0.1 ** 0.5)
     assert figs["tv"] > 0 and weight == pytest.approx(0.5 * 0.1 ** 0.5, rel=1e-3)
     _, _, weight = step3([])
     assert weight == pytest.approx(0.5, rel=1e-3)
@@ -270,10 +270,10 @@ def test_skipping_the_pruning_pass_adds_only_steps_behind_opaque_surfaces(traine
     try:
         model.fc.early_stop = 1e-2
         model._probe = True
-        pruned = model(rays, jitter=False)
+        pruned = model(rays, mode="train", jitter=False)
         model._probe = False
         model.kept_share.fill_(1.0)  # as if the last probe had kept every step
-        full = model(rays, jitter=False)
+        full = model(rays, mode="train", jitter=False)
     finally:
         model.kept_share.copy_(share)
         model._probe, model.fc.early_stop = probe, early_stop
@@ -297,7 +297,7 @@ def test_render_first_round_changes_the_work_not_the_image(trained):
         for k in (1, 4, 64):
             model.fc.render_first_round = k
             with torch.no_grad():
-                outs[k] = model(rays, jitter=False)
+                outs[k] = model(rays, mode="render")
     finally:
         model.fc.render_first_round, model.fc.render_early_stop = first, stop
     for k in (1, 4):

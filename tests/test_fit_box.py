@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from datasets import load_scene
 from nerf.config import load_config
-from nerf.models import build_model
+from nerf.datasets import load_scene
+from nerf.runs.run_folder import build_run_model
 from nerf.models.base import SceneInfo
-from nerf.raygen import ndc_frusta_box, pixel_rays
+from nerf.scene_rays import ndc_frusta_box, pixel_rays
 from tests.test_llff import forward_facing, write_llff
 
 BOX_KEYS = ("field.encoding.box_lo", "field.encoding.box_size")
@@ -18,7 +18,7 @@ BOX_KEYS = ("field.encoding.box_lo", "field.encoding.box_size")
 def _model(overrides=()):
     cfg = load_config("builtin", ["data.synthetic.resolution=32", "data.synthetic.n_test=1", *overrides])
     scene = load_scene(cfg.data, "train")
-    return build_model(cfg, SceneInfo.from_scene(scene, scene.alpha is not None)), scene
+    return build_run_model(cfg, SceneInfo.from_scene(scene, scene.alpha is not None)), scene
 
 
 def _box(model):

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from nerf.config import load_config
-from nerf.encodings import GaussianFourierFeatures, NoEncoding, PositionalEncoding, make_encoding
 from nerf.errors import ConfigError
-from nerf.fields import NeRFField
-from nerf.siren import SineLayer, Siren
+from nerf.fields.encodings import GaussianFourierFeatures, NoEncoding, PositionalEncoding, make_encoding
+from nerf.fields.mlp_field import NeRFField
+from nerf.fields.siren import SineLayer, Siren
 
 TINY = ["data.synthetic.resolution=16", "data.synthetic.n_train=4", "data.synthetic.n_test=2",
         "data.synthetic.n_val=1", "data.synthetic.supersample=1", "model.depth=2", "model.width=32",
@@ -106,14 +106,18 @@ def test_siren_weight_bounds():
 
 def test_config_keys_default_to_the_paper_model_and_are_validated():
     cfg = load_config(None, [])
-    m = cfg.model
+    m = cfg.model.nerf
     assert (m.encoding, m.activation) == ("positional", "relu")
-    cfg = load_config(None, ["model.encoding=gaussian", "model.gaussian_sigma=4", "model.gaussian_features=32",
+    # the flat spelling of older configs still sets the paper model's keys
+    cfg = load_config(None, ["model.encoding=gaussian", "model.nerf.gaussian_sigma=4", "model.gaussian_features=32",
                              "model.activation=siren", "model.siren_omega0=10"])
-    assert (cfg.model.gaussian_sigma, cfg.model.gaussian_features, cfg.model.siren_omega0) == (4.0, 32, 10.0)
-    for bad, key in (("model.encoding=hash", "model.encoding"), ("model.gaussian_sigma=0", "model.gaussian_sigma"),
-                     ("model.activation=tanh", "model.activation"), ("model.siren_omega0=-1", "model.siren_omega0"),
-                     ("model.gaussian_features=0", "model.gaussian_features")):
+    m = cfg.model.nerf
+    assert (m.encoding, m.gaussian_sigma, m.gaussian_features, m.siren_omega0) == ("gaussian", 4.0, 32, 10.0)
+    for bad, key in (("model.encoding=hash", "model.nerf.encoding"),
+                     ("model.gaussian_sigma=0", "model.nerf.gaussian_sigma"),
+                     ("model.activation=tanh", "model.nerf.activation"),
+                     ("model.siren_omega0=-1", "model.nerf.siren_omega0"),
+                     ("model.gaussian_features=0", "model.nerf.gaussian_features")):
         with pytest.raises(ConfigError, match=key):
             load_config(None, [bad])
 
@@ -121,7 +125,7 @@ def test_config_keys_default_to_the_paper_model_and_are_validated():
 @pytest.mark.parametrize("variant", [["model.encoding=none"], ["model.encoding=gaussian", "model.gaussian_sigma=1"],
                                      ["model.encoding=none", "model.activation=siren", "model.siren_omega0=10"]])
 def test_variants_train_with_the_trainer(tmp_path, variant):
-    from nerf.trainer import Trainer
+    from nerf.training.trainer import Trainer
 
     cfg = load_config(None, TINY + variant)
     trainer = Trainer(cfg, tmp_path / "run", torch.device("cpu"), log=lambda *a: None, show_progress=False)

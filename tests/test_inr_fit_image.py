@@ -8,10 +8,10 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-
 from conftest import run_cli
+
 from nerf.errors import UserError
-from nerf.fit_image import FitSettings, ImageINR, fit_one, load_image, pixel_coords, train_mask
+from nerf.inr.fit_image import FitSettings, ImageINR, fit_one, load_image, pixel_coords, train_mask
 
 
 def stripes(h: int = 48, w: int = 48) -> torch.Tensor:
@@ -99,7 +99,7 @@ def test_cli_bad_input_is_one_line(tmp_path):
     assert r.stderr.strip().count("\n") == 0 and "missing.png" in r.stderr
     image = save(tmp_path / "s.png", stripes(8, 8))
     r = run_cli("fit-image", str(image), "--steps", "0", "--out", str(tmp_path / "o"))
-    assert r.returncode == 2 and "--steps" in r.stderr
+    assert r.returncode == 2 and "steps: must be >= 1" in r.stderr
     r = run_cli("fit-image", str(image), "--encoding", "hash")
     assert r.returncode == 2 and "--encoding" in r.stderr
     (tmp_path / "bad.png").write_bytes(b"not an image")

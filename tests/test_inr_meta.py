@@ -5,15 +5,17 @@ import copy
 
 import pytest
 import torch
+from conftest import run_cli
 from torch import nn
 
-from conftest import run_cli
-from datasets.options import DataOptions, SyntheticOptions
-from datasets.synthetic import BOXES, SPHERES, load_synthetic, scene_content
 from nerf.config import load_config
+from nerf.datasets.options import DataOptions, SyntheticOptions
+from nerf.datasets.synthetic import BOXES, SPHERES, load_synthetic, scene_content
 from nerf.errors import UserError
-from nerf.meta import MetaSettings, load_init, meta_train, reptile_step, reptile_update, save_init
-from nerf.models import SceneInfo, build_model
+from nerf.inr.reptile import MetaConfig, meta_train, reptile_step, reptile_update
+from nerf.runs.init_files import load_init, save_init
+from nerf.runs.run_folder import build_run_model as build_model
+from nerf.scene_rays import SceneInfo
 
 TINY = ["model.method=nerf", "data.synthetic.resolution=16", "data.synthetic.n_train=3", "data.synthetic.n_test=2",
         "data.synthetic.n_val=1", "data.synthetic.supersample=1", "model.depth=2", "model.width=16",
@@ -93,7 +95,7 @@ def test_init_file_round_trip_and_mismatch(tmp_path):
     for k, v in model.state_dict().items():
         assert torch.equal(other.state_dict()[k], v)
     wide = load_config(None, TINY + ["model.width=32"])
-    with pytest.raises(UserError, match=r"init\.pt: made for model\.width=16, but the config has model\.width=32"):
+    with pytest.raises(UserError, match=r"init\.pt: made for model\.nerf\.width=16, but the config has model\.nerf\.width=32"):
         load_init(tmp_path / "init.pt", build_model(wide, INFO), wide)
     fine = load_config(None, TINY + ["model.n_fine=8"])  # same field, but a fine network the init lacks
     with pytest.raises(UserError, match="does not fit the model config"):
@@ -106,10 +108,10 @@ def test_init_file_round_trip_and_mismatch(tmp_path):
 
 
 def test_meta_train_then_trainer_starts_from_the_init(tmp_path):
-    from nerf.trainer import Trainer
+    from nerf.training.trainer import Trainer
 
     cfg = load_config(None, TINY + ["data.synthetic.random_content=true"])
-    ms = MetaSettings(meta_steps=3, inner_steps=2, n_tasks=2, outer_lr=0.5, log_every=1)
+    ms = MetaConfig(meta_steps=3, inner_steps=2, n_tasks=2, outer_lr=0.5, log_every=1)
     model, summary = meta_train(cfg, ms, log=lambda *a: None)
     history = summary["runs"][-1]["history"]
     assert summary["meta_steps_done"] == 3 and len(history) == 3 and "history" not in summary
@@ -128,8 +130,8 @@ def test_cli_meta_train_and_train_scene_init(tmp_path):
     assert r.returncode == 0, r.stderr
     assert init.is_file() and init.with_suffix(".json").is_file()
     run = tmp_path / "run"
-    r = run_cli("train-scene", *TINY, "data.synthetic.seed=7", "--init", str(init), "--out", str(run), "--quiet",
-                "--no-eval", "--config", "meta_builtin", timeout=300)
+    r = run_cli("train-scene", *TINY, "data.synthetic.seed=7", "--init", str(init), "--out", str(run),
+                "--no-eval", "--no-showcase", "--config", "meta_builtin", timeout=300)
     assert r.returncode == 0, r.stderr
     assert "initialised from" in r.stdout and (run / "checkpoints" / "step_0000002.pt").is_file()
     # missing or mismatched init: one line naming the file, exit 2, no run folder
@@ -137,6 +139,6 @@ def test_cli_meta_train_and_train_scene_init(tmp_path):
     assert r.returncode == 2 and "nope.pt: init file not found" in r.stderr
     assert r.stderr.strip().count("\n") == 0 and not (tmp_path / "r2").exists()
     r = run_cli("train-scene", *TINY, "model.width=24", "--init", str(init), "--out", str(tmp_path / "r3"), "--quiet")
-    assert r.returncode == 2 and "model.width" in r.stderr and not (tmp_path / "r3").exists()
+    assert r.returncode == 2 and "model.nerf.width" in r.stderr and not (tmp_path / "r3").exists()
     r = run_cli("meta-train", "--out", str(init), "--outer-lr", "1.5")
-    assert r.returncode == 2 and "--outer-lr" in r.stderr
+    assert r.returncode == 2 and "meta.outer_lr: must be in (0, 1]" in r.stderr

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from datasets import DatasetError, load_scene
-from datasets.options import DataOptions
-from datasets.registry import detect_format
-from render.paths import average_pose, spiral_path
+from nerf.datasets import DatasetError, load_scene
+from nerf.datasets.options import DataOptions
+from nerf.datasets.registry import detect_format
+from nerf.render.paths import average_pose, spiral_path
 
 FERN_BOUNDS = (16.985296178676084, 80.00209740336334)  # min and max of fern's poses_bounds.npy
 

@@ -3,15 +3,15 @@ import json
 import os
 import subprocess
 import sys
-
 from pathlib import Path
 
 import torch
 
 from nerf.config import load_config
-from nerf.evaluate import render_view
-from nerf.models import SceneInfo, build_model
-from datasets.scene import Cameras
+from nerf.datasets.scene import Cameras
+from nerf.inference.views import render_view
+from nerf.runs.run_folder import build_run_model
+from nerf.scene_rays import SceneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,13 +29,13 @@ def _camera(w, h):
 def test_render_never_exceeds_the_chunk():
     cfg = load_config("builtin_nerf", SMALL_MODEL)
     info = SceneInfo(2.0, 6.0, [[-1] * 3, [1] * 3], [1.0, 1.0, 1.0])
-    model = build_model(cfg, info)
+    model = build_run_model(cfg, info)
     sizes = []
     real = model.forward
 
-    def spy(rays, jitter, generator=None):
+    def spy(rays, mode, generator=None):
         sizes.append(len(rays))
-        return real(rays, jitter, generator)
+        return real(rays, mode, generator)
 
     model.forward = spy
     out = render_view(model, _camera(97, 61), 0, info, chunk=1000)
@@ -48,12 +48,13 @@ import json, resource, sys, torch
 sys.path.insert(0, {root!r})
 from tests.test_memory import SMALL_MODEL, _camera
 from nerf.config import load_config
-from nerf.evaluate import render_view
-from nerf.models import SceneInfo, build_model
+from nerf.inference.views import render_view
+from nerf.runs.run_folder import build_run_model
+from nerf.scene_rays import SceneInfo
 torch.manual_seed(0)
 cfg = load_config("builtin_nerf", SMALL_MODEL + ["model.n_coarse=4", "model.n_fine=0"])
 info = SceneInfo(2.0, 6.0, [[-1] * 3, [1] * 3], [1.0, 1.0, 1.0])
-model = build_model(cfg, info)
+model = build_run_model(cfg, info)
 render_view(model, _camera(64, 36), 0, info, chunk=4096)  # warm up allocators
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 out = render_view(model, _camera(1920, 1080), 0, info, chunk=4096)

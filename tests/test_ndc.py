@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from render.ndc import ndc_points, ndc_rays
-from render.rays import RayBundle
+from nerf.render.ndc import ndc_points, ndc_rays
+from nerf.render.rays import RayBundle
 
 
 def bundle(o, d):
@@ -68,9 +68,9 @@ def test_near_plane_to_minus_one_and_infinity_to_plus_one(near_plane):
 
 
 def test_raygen_uses_ndc_for_ndc_scenes():
-    from datasets.scene import Cameras
+    from nerf.datasets.scene import Cameras
     from nerf.models.base import SceneInfo
-    from nerf.raygen import view_pixel_rays
+    from nerf.scene_rays import view_pixel_rays
 
     cams = Cameras(c2w=torch.eye(4)[None], fx=torch.tensor([20.0]), fy=torch.tensor([20.0]),
                    cx=torch.tensor([8.0]), cy=torch.tensor([6.0]), width=16, height=12)

@@ -4,10 +4,10 @@ import math
 import pytest
 import torch
 
-from datasets import synthetic as syn
-from datasets.options import DataOptions
-from render.occupancy import OccupancyGrid, ray_box
-from render.rays import image_rays
+from nerf.datasets import synthetic as syn
+from nerf.datasets.options import DataOptions
+from nerf.render.occupancy import OccupancyGrid, ray_box
+from nerf.render.rays import image_rays
 
 RES = 48
 CELL = 2.2 / RES  # the built-in box is [-1.1, 1.1]^3
@@ -84,7 +84,7 @@ def test_march_stops_at_the_true_surface(grid):
     n = o.shape[0]
     near, far = torch.full((n, 1), syn.NEAR), torch.full((n, 1), syn.FAR)
     ts, ray_idx, evaluated = grid.march(o, d, near, far, torch.full((n,), 0.5), true_density, early_stop=1e-4)
-    from render.packed import composite_packed
+    from nerf.render.packed import composite_packed
 
     h = 0.5 * grid.step
     out = composite_packed(true_density(o[ray_idx] + d[ray_idx] * ts[:, None]), torch.ones(ts.shape[0], 3),
@@ -116,8 +116,8 @@ def test_update_decays_and_keeps_state_in_buffers():
 def test_silhouette_carving_keeps_every_surface_and_carves_the_box():
     """The visual hull from the built-in scene's training alphas contains every true surface
     point (cells are never carved through content) and is a small part of the box."""
-    from datasets import load_scene
-    from render.carving import silhouette_hull
+    from nerf.datasets import load_scene
+    from nerf.render.carving import silhouette_hull
 
     opts = DataOptions()
     opts.synthetic.resolution = 48

@@ -1,9 +1,9 @@
 """Packed compositing (render/packed.py) equals dense compositing (render/composite.py)."""
 import torch
 
-from render.composite import composite
-from render.packed import composite_packed, distortion_loss, exclusive_segment_cumsum, pack_dense, segment_starts
-from render.samplers import stratified_edges
+from nerf.render.composite import composite
+from nerf.render.packed import composite_packed, distortion_loss, exclusive_segment_cumsum, pack_dense, segment_starts
+from nerf.render.samplers import stratified_edges
 
 
 def _dense_and_packed(n_rays=37, n=24, seed=0, background=True):

@@ -12,17 +12,17 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import nerf.trainer as trainer_mod
-from conftest import ROOT, run_cli
-from datasets import DatasetError, load_scene
-from datasets.options import DataOptions
-from nerf.checkpoint import list_checkpoints
-from nerf.cli import train_scene_main
+import nerf.training.trainer as trainer_mod
+from nerf.commands.train import main as train_scene_main
 from nerf.config import load_config
-from nerf.trainer import Trainer
+from nerf.datasets import DatasetError, load_scene
+from nerf.datasets.options import DataOptions
+from nerf.runs.checkpoints import list_checkpoints
+from nerf.training.trainer import Trainer
 
 TINY = [
     "model.method=nerf", "data.synthetic.resolution=16", "data.synthetic.n_train=6", "data.synthetic.n_test=2",
@@ -123,7 +123,7 @@ def test_incompatible_checkpoint_and_existing_run(tmp_path, capsys):
     code, err = _train_cli(capsys, "--out", str(run), "--quiet", *TINY, "train.max_steps=2")
     assert code == 2 and "already holds a run; pass --resume" in err
     code, err = _train_cli(capsys, "--out", str(run), "--resume", "--quiet", "model.width=48", "train.max_steps=4")
-    assert code == 2 and "step_0000002.pt: checkpoint was trained with a different model config (model.width)" in err
+    assert code == 2 and "step_0000002.pt: checkpoint was trained with a different model config (model.nerf.width)" in err
     code, err = _train_cli(capsys, "--out", str(run), "--overwrite", "--quiet", "--no-eval", *TINY,
                            "model.width=48", "train.max_steps=1")
     assert code == 0 and [p.name for p in list_checkpoints(run)] == ["step_0000001.pt"]
@@ -177,7 +177,7 @@ def test_nan_batch_is_skipped_counted_and_training_recovers(tmp_path, monkeypatc
     assert ea.Scalars("train/skipped_steps")[-1].value == 1
     # same final quality on the training views as the clean run
     monkeypatch.undo()
-    from nerf.evaluate import score_views
+    from nerf.inference.views import score_views
 
     train_views = load_scene(cfg.data, "train")
     a = score_views(clean.model, train_views, clean.info, 4096)["psnr"]
@@ -319,7 +319,7 @@ def test_llff_images_and_poses_must_match(tmp_path, capsys, fern_dir):
 
 def test_keep_freed_memory_tunes_glibc_and_can_be_switched_off():
     """In a fresh interpreter: glibc's mallopt accepts both settings on Linux; the variable turns it off."""
-    code = "from nerf.allocator import keep_freed_memory; print(keep_freed_memory())"
+    code = "from nerf.commands.allocator import keep_freed_memory; print(keep_freed_memory())"
     on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True,
                          env={**os.environ, "NERF_KEEP_FREED_MEMORY": "0"})
@@ -329,9 +329,15 @@ def test_keep_freed_memory_tunes_glibc_and_can_be_switched_off():
 
 def test_resume_compares_only_the_model_keys_the_checkpoint_saved():
     """A checkpoint written before a config key existed (at any depth, e.g. model.fast.*) still
-    resumes; a changed value is named with its full dotted key."""
-    from nerf.trainer import _config_changes
+    resumes, and so does one that spelled the paper model's keys flat (model.width); a changed
+    value of the method in use is named with its full dotted key; other methods' keys do not count."""
+    from nerf.training.trainer import _config_changes
 
-    saved = {"width": 64, "fast": {"grid_res": 128, "steps": 256}}
-    assert _config_changes(saved, {"width": 64, "depth": 8, "fast": {"grid_res": 128, "steps": 256, "new": 1}}) == []
-    assert _config_changes(saved, {"width": 64, "fast": {"grid_res": 256, "steps": 256}}) == ["fast.grid_res"]
+    saved = {"method": "fast", "width": 64, "fast": {"grid_res": 128, "steps": 256}}
+    now = {"method": "fast", "nerf": {"width": 64, "depth": 8}, "fast": {"grid_res": 128, "steps": 256, "new": 1}}
+    assert _config_changes(saved, now) == []
+    now["fast"]["grid_res"] = 256
+    assert _config_changes(saved, now) == ["fast.grid_res"]
+    old_nerf = {"method": "nerf", "width": 64, "fast": {"grid_res": 7}}
+    assert _config_changes(old_nerf, {"method": "nerf", "nerf": {"width": 64}, "fast": {"grid_res": 128}}) == []
+    assert _config_changes(old_nerf, {"method": "nerf", "nerf": {"width": 32}, "fast": {}}) == ["nerf.width"]

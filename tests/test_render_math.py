@@ -3,10 +3,10 @@ import math
 
 import torch
 
-from render.composite import composite, weights_from_alpha
-from render.rays import image_rays, rays_from_pixels
-from render.samplers import merge_edges, midpoints, sample_pdf, stratified_edges
-from datasets.scene import Cameras
+from nerf.datasets.scene import Cameras
+from nerf.render.composite import composite, weights_from_alpha
+from nerf.render.rays import image_rays, rays_from_pixels
+from nerf.render.samplers import merge_edges, midpoints, sample_pdf, stratified_edges
 
 
 def _homogeneous(sigma: float, near: float, far: float, n: int):

@@ -4,10 +4,11 @@ import dataclasses
 import pytest
 import torch
 
-from datasets import load_scene
 from nerf.config import load_config
-from nerf.evaluate import score_views
-from nerf.trainer import Trainer, learning_rate
+from nerf.datasets import load_scene
+from nerf.inference.views import score_views
+from nerf.training.schedules import learning_rate
+from nerf.training.trainer import Trainer
 
 TINY = [
     "model.method=nerf", "data.synthetic.resolution=16", "data.synthetic.n_train=8", "data.synthetic.n_test=2",
@@ -66,11 +67,11 @@ def test_resume_equals_uninterrupted_run(tmp_path):
 
 def test_learning_rate_decays_over_steps_or_the_time_budget():
     cfg = load_config("builtin", ["train.lr=0.01", "train.lr_decay_factor=0.1", "train.lr_decay_steps=100"])
-    assert learning_rate(cfg, 50) == pytest.approx(0.01 * 0.1 ** 0.5)
+    assert learning_rate(cfg.train, 50) == pytest.approx(0.01 * 0.1 ** 0.5)
     cfg = load_config("builtin", ["train.lr=0.01", "train.lr_decay_factor=0.1", "train.max_minutes=10",
                                   "train.lr_decay_over=minutes"])
-    assert learning_rate(cfg, 10_000, seconds=0.0) == pytest.approx(0.01)
-    assert learning_rate(cfg, 1, seconds=300.0) == pytest.approx(0.01 * 0.1 ** 0.5)
-    assert learning_rate(cfg, 1, seconds=900.0) == pytest.approx(0.001)  # past the budget: the final rate
+    assert learning_rate(cfg.train, 10_000, seconds=0.0) == pytest.approx(0.01)
+    assert learning_rate(cfg.train, 1, seconds=300.0) == pytest.approx(0.01 * 0.1 ** 0.5)
+    assert learning_rate(cfg.train, 1, seconds=900.0) == pytest.approx(0.001)  # past the budget: the final rate
     with pytest.raises(Exception, match="lr_decay_over: minutes needs a train.max_minutes"):
         load_config("builtin", ["train.lr_decay_over=minutes", "train.max_minutes=0"])

@@ -1,68 +1,61 @@
-"""What every model offers the trainer, evaluator and video renderer."""
-from __future__ import annotations
+"""The model contract: what every method offers the trainer, the evaluator and the video renderer.
 
-from dataclasses import dataclass
+A model is built from its own config (`model.<method>.*`), the scene's facts (`SceneInfo`) and
+the run's numeric precision and seed. It renders a `RayBundle` in one of two explicit modes and
+scores its outputs as named losses (summed by the trainer) and named metrics (logged as they
+come); schedules reach it through the `before_step` hook. The trainer knows no method by name.
+"""
+from __future__ import annotations
 
 import torch
 from torch import nn
 
-from render.rays import RayBundle
+from nerf.render.rays import RayBundle
+from nerf.scene_rays import SceneInfo
 
-
-@dataclass
-class SceneInfo:
-    """The facts about a scene a model needs, saved with the run so renders need no dataset:
-    near/far ray bounds, the content's bounding box (2, 3), the background colour (3,) (None for
-    scenes without alpha, rendered over black) and whether rays are in NDC."""
-
-    near: float
-    far: float
-    bbox: list
-    background: list | None
-    ndc: bool = False
-
-    @classmethod
-    def from_scene(cls, scene, has_alpha: bool) -> "SceneInfo":
-        return cls(near=float(scene.near), far=float(scene.far), bbox=scene.bbox.tolist(),
-                   background=scene.background.tolist() if has_alpha else None, ndc=bool(scene.ndc))
+TRAIN, RENDER = "train", "render"  # forward() modes
 
 
 class RenderModel(nn.Module):
     """A model renders a RayBundle into a dict with at least rgb (n, 3), depth (n, 1),
     opacity (n, 1) and samples_per_ray (a float), and scores its outputs against target pixels."""
 
-    def __init__(self, cfg, info: SceneInfo):
+    def __init__(self, info: SceneInfo, precision: str = "fp32", seed: int = 0):
         super().__init__()
-        self.cfg, self.info = cfg, info
+        self.info, self.seed = info, seed
+        self.bf16 = precision == "bf16"
         bg = torch.tensor(info.background, dtype=torch.float32) if info.background is not None else None
         self.register_buffer("background", bg, persistent=False)
-        # How far the learning rate has decayed (lr / train.lr, 1 at the start), set by the trainer
-        # before each step, for regularisers that follow the schedule (model.fast.tv_decay).
-        self.lr_decay = 1.0
 
-    def forward(self, rays: RayBundle, jitter: bool, generator: torch.Generator | None = None) -> dict:
+    def autocast(self, device_type: str):
+        """bf16 autocast when the run asked for it (train.precision), else a no-op context."""
+        return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def forward(self, rays: RayBundle, mode: str = RENDER, generator: torch.Generator | None = None,
+                jitter: bool | None = None) -> dict:
+        """mode "train": the outputs a loss needs, samples jittered (drawn from `generator`);
+        mode "render": the fastest path to pixels (no gradients needed), samples at fixed
+        offsets. `jitter` overrides the mode's choice of sample offsets (tests compare paths)."""
         raise NotImplementedError
 
-    def loss(self, outputs: dict, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """Total loss and named scalars to log (e.g. per-stage PSNR)."""
+    def loss(self, outputs: dict, target: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """Named loss terms, already weighted (the trainer sums them), and named metrics to log
+        (e.g. psnr, per-stage PSNR, a regulariser's raw value)."""
         raise NotImplementedError
 
     def prepare(self, scene) -> None:
         """Hook to set up state from the training data before the first step of a fresh run
         (e.g. carving an occupancy grid from the silhouettes); nothing by default."""
 
-    def before_step(self, step: int) -> bool:
-        """Hook for per-step bookkeeping (e.g. refreshing an occupancy grid); nothing by default.
-        Returns True when it changed the shape of parameters (the trainer then drops their
-        optimiser state)."""
+    def before_step(self, step: int, lr_factor: float = 1.0) -> bool:
+        """Hook before each training step: `lr_factor` is how far the learning-rate schedule has
+        decayed (lr / train.lr), for regularisers that follow it. Per-step bookkeeping (e.g.
+        refreshing an occupancy grid) goes here. Returns True when it changed the shape of
+        parameters (the trainer then drops their optimiser state)."""
         return False
 
     def param_groups(self, lr: float) -> list[dict]:
-        """Optimiser parameter groups; one group at the base rate by default."""
-        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr, "lr_scale": 1.0}]
-
-
-def psnr_from_mse(mse: float) -> float:
-    import math
-
-    return -10.0 * math.log10(max(mse, 1e-12))
+        """Named optimiser parameter groups, each with its rate as a multiple (lr_scale) of the
+        base rate; one group by default."""
+        return [{"name": "all", "params": [p for p in self.parameters() if p.requires_grad], "lr": lr,
+                 "lr_scale": 1.0}]

@@ -1,37 +1,165 @@
-"""The fast method: a grid-backed field (nerf/fields_fast.py) sampled through an occupancy grid
+"""The fast method: a grid-backed field (nerf/fields/grid_field.py) sampled through an occupancy grid
 (render/occupancy.py) and composited from packed samples (render/packed.py).
 
 Per batch: march every ray through the occupied cells at a fixed step, evaluating density
 without gradients in a few rounds to find where each ray becomes opaque; then evaluate the
 field with gradients only on the samples that matter and composite them packed. Training,
-evaluation and video all render this way, except that training skips the no-gradient pass
-while it drops little (`_prune_in_training`). The occupancy grid is refreshed in `before_step`
+evaluation and video all sample this way, except that training skips the no-gradient pass
+while it drops little (`_prune_in_training`), and that renders (mode "render") fetch colour in the
+marching rounds themselves. The occupancy grid is refreshed in `before_step`
 from the field's density, with a generator seeded by (train.seed, step), so a resumed run
 refreshes exactly as an uninterrupted one; the grid's state is in buffers, saved with the model.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from nerf.fields_fast import FastField
-from nerf.grid_encodings import build_encoding
-from nerf.models.base import RenderModel, SceneInfo, psnr_from_mse
-from nerf.raygen import ndc_frusta_box
-from render.carving import silhouette_hull
-from render.occupancy import OccupancyGrid
-from render.packed import composite_packed, distortion_loss
-from render.rays import RayBundle
+from nerf.fields.grid_field import FastField
+from nerf.fields.grids import build_encoding
+from nerf.metrics import psnr_from_mse
+from nerf.models.base import RENDER, TRAIN, RenderModel
+from nerf.render.carving import silhouette_hull
+from nerf.render.occupancy import OccupancyGrid
+from nerf.render.packed import composite_packed, distortion_loss
+from nerf.render.rays import RayBundle
+from nerf.scene_rays import SceneInfo, ndc_frusta_box
 
 NDC_BOX = [[-1.5, -1.5, -1.0], [1.5, 1.5, 1.0]]
 
 
+@dataclass
+class FastConfig:
+    """Options of the fast method (`model.fast.*`): a grid-backed field marched through an occupancy grid.
+
+    encoding: tensorf (vector-matrix factors, `grid_res`, `tensorf_comp` per plane), hash
+    (multiresolution hash grid), or dense (voxel grid of `dense_features` at `grid_res`^3).
+    hidden/geo_features/colour_hidden: the small MLP heads; sh_degree: spherical harmonics of the
+    view direction (1-4). steps: marching steps along the scene box's diagonal. occ_*: the
+    occupancy grid (resolution, refresh interval in steps, warm-up steps, cells refreshed per
+    update (0 = all in warm-up, a quarter after), opacity threshold, decay). early_stop: stop a
+    ray below this transmittance; alpha_min: drop samples with less opacity. grid_lr_scale:
+    learning-rate factor of the grid parameters relative to train.lr. carve: start the occupancy
+    grid from the training silhouettes (visual hull) when the images have alpha. init_alpha: opacity
+    per marching step of the initial fog (keep it above occ_threshold). tv_weight: weight of a
+    total-variation loss on the grid's factors (tensorf, dense; TensoRF's regulariser against
+    floaters when few views see the scene; on in llff_fast.yaml).
+    tv_decay: scale tv_weight by the learning rate's decay (lr / train.lr), as TensoRF shrinks its
+    TV weights with its learning rate (off).
+    random_background: for captures without alpha (real
+    photos: every pixel sees a surface), composite training rays over a random colour per ray, so
+    a ray matches its pixel only by becoming opaque; no dark fog passing for dark surfaces, and
+    opaque rays stop early. Renders are unaffected. render_weight_min: renders skip the colour
+    head on samples whose compositing weight is at most this (they count as black; opacity and
+    depth are unchanged). render_early_stop: renders (evaluation, video) stop a ray below this
+    transmittance instead of early_stop (0: early_stop); a ray's colour then misses at most this
+    share of its light (set in llff_fast.yaml).
+    distortion_weight: weight of mip-NeRF 360's distortion loss (depths normalised to [0, 1]
+    between near and far), which gathers each ray's weight onto a surface instead of a fog:
+    sharper geometry and fewer samples per ray on forward-facing captures (on in llff_fast.yaml).
+    fit_box: before training, span the grid encoding over the box content can occupy (the
+    silhouettes' visual hull when carved, the training frusta in NDC) instead of the whole
+    scene box: finer cells on the content for the same parameters (TensoRF's box shrinking). On in
+    blender_fast.yaml; off by default, because on the built-in scene's short run the finer cells
+    converge slower (benchmarks/results holds both figures).
+    grid_res_start: coarse-to-fine training (TensoRF's schedule, tensorf and dense grids): start
+    the grid at this resolution and resample it up to `grid_res` in `grid_upsample_count` steps
+    of equal ratio, evenly spaced up to step `grid_upsample_until`; 0 starts at `grid_res`.
+    prune_min_share: training skips its no-gradient pruning pass (which drops the steps behind
+    opaque surfaces) while the last probe, every occ_update_every steps, dropped less than this
+    share of the steps; 0 always prunes. render_first_round: steps per ray in a render's first
+    density round (rounds then double; see render/occupancy.py). The rounds decide only how much
+    density is evaluated past where a ray stops, not the image."""
+
+    encoding: str = "tensorf"
+    grid_res: int = 128
+    tensorf_comp: int = 16
+    dense_features: int = 12
+    hash_levels: int = 16
+    hash_features: int = 2
+    hash_log2_size: int = 19
+    hash_base_res: int = 16
+    hash_max_res: int = 1024
+    hidden: int = 64
+    geo_features: int = 15
+    colour_hidden: int = 64
+    sh_degree: int = 4
+    steps: int = 512
+    occ_res: int = 128
+    occ_update_every: int = 16
+    occ_warmup: int = 256
+    occ_cells: int = 0
+    occ_threshold: float = 0.01
+    occ_decay: float = 0.95
+    early_stop: float = 1e-4
+    alpha_min: float = 0.0
+    grid_lr_scale: float = 1.0
+    carve: bool = True
+    init_alpha: float = 0.02
+    tv_weight: float = 0.0
+    tv_decay: bool = False
+    random_background: bool = True
+    render_weight_min: float = 1e-4
+    render_early_stop: float = 0.0
+    distortion_weight: float = 0.0
+    fit_box: bool = False
+    grid_res_start: int = 0
+    grid_upsample_until: int = 2000
+    grid_upsample_count: int = 4
+    prune_min_share: float = 0.2
+    render_first_round: int = 4
+
+    def validate(self) -> list[str]:
+        errs = []
+        if self.encoding not in ("tensorf", "hash", "dense"):
+            errs.append(f"model.fast.encoding: must be tensorf, hash or dense, got {self.encoding!r}")
+        for k in ("grid_res", "tensorf_comp", "dense_features", "hash_levels", "hash_features", "hash_base_res",
+                  "hash_max_res", "hidden", "geo_features", "colour_hidden", "steps", "occ_res", "occ_update_every",
+                  "render_first_round"):
+            if getattr(self, k) < 1:
+                errs.append(f"model.fast.{k}: must be >= 1, got {getattr(self, k)}")
+        if not 10 <= self.hash_log2_size <= 24:
+            errs.append(f"model.fast.hash_log2_size: must be in [10, 24], got {self.hash_log2_size}")
+        if not 1 <= self.sh_degree <= 4:
+            errs.append(f"model.fast.sh_degree: must be in [1, 4], got {self.sh_degree}")
+        for k in ("occ_warmup", "occ_cells", "alpha_min", "render_weight_min", "distortion_weight"):
+            if getattr(self, k) < 0:
+                errs.append(f"model.fast.{k}: must be >= 0, got {getattr(self, k)}")
+        if not 0 <= self.prune_min_share <= 1:
+            errs.append(f"model.fast.prune_min_share: must be in [0, 1], got {self.prune_min_share}")
+        if not 0 <= self.render_early_stop < 1:
+            errs.append(f"model.fast.render_early_stop: must be in [0, 1), got {self.render_early_stop}")
+        for k in ("occ_threshold", "early_stop", "init_alpha"):
+            if not 0 < getattr(self, k) < 1:
+                errs.append(f"model.fast.{k}: must be in (0, 1), got {getattr(self, k)}")
+        if not 0 < self.occ_decay <= 1:
+            errs.append(f"model.fast.occ_decay: must be in (0, 1], got {self.occ_decay}")
+        if self.tv_weight < 0:
+            errs.append(f"model.fast.tv_weight: must be >= 0, got {self.tv_weight}")
+        elif self.tv_weight > 0 and self.encoding == "hash":
+            errs.append("model.fast.tv_weight: total variation needs a tensorf or dense grid, not the hash grid")
+        if self.grid_res_start:
+            if self.encoding == "hash":
+                errs.append("model.fast.grid_res_start: coarse-to-fine needs a tensorf or dense grid, not the hash grid")
+            if not 2 <= self.grid_res_start <= self.grid_res:
+                errs.append(f"model.fast.grid_res_start: must be 0 (off) or in [2, grid_res={self.grid_res}], "
+                            f"got {self.grid_res_start}")
+            for k in ("grid_upsample_until", "grid_upsample_count"):
+                if getattr(self, k) < 1:
+                    errs.append(f"model.fast.{k}: must be >= 1, got {getattr(self, k)}")
+        if not self.grid_lr_scale > 0:
+            errs.append(f"model.fast.grid_lr_scale: must be > 0, got {self.grid_lr_scale}")
+        return errs
+
+
 class FastNeRF(RenderModel):
-    def __init__(self, cfg, info: SceneInfo):
-        super().__init__(cfg, info)
-        fc = self.fc = cfg.model.fast
+    def __init__(self, cfg: FastConfig, info: SceneInfo, precision: str = "fp32", seed: int = 0):
+        super().__init__(info, precision, seed)
+        fc = self.fc = cfg
+        self.lr_factor = 1.0  # the learning rate's decay so far, from the before_step hook
         bbox = NDC_BOX if info.ndc else info.bbox
         box = torch.tensor(bbox, dtype=torch.float32)
         step = float((box[1] - box[0]).norm()) / fc.steps
@@ -46,16 +174,11 @@ class FastNeRF(RenderModel):
         # a buffer, so a resumed run decides as an uninterrupted one.
         self.register_buffer("kept_share", torch.tensor(0.0))
         self._probe = True
-        self.bf16 = cfg.train.precision == "bf16"
-        self.seed = cfg.train.seed
-
-    def _autocast(self, device_type: str):
-        return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=self.bf16)
 
     @torch.no_grad()
     def density(self, x: torch.Tensor) -> torch.Tensor:
         """Density without gradients (m,), for marching and occupancy refreshes."""
-        with self._autocast(x.device.type):
+        with self.autocast(x.device.type):
             return self.field.density(x).float()
 
     def prepare(self, scene) -> None:
@@ -108,8 +231,9 @@ class FastNeRF(RenderModel):
         fc = self.fc
         return self._probe or fc.alpha_min > 0 or float(self.kept_share) <= 1.0 - fc.prune_min_share
 
-    def before_step(self, step: int) -> bool:
+    def before_step(self, step: int, lr_factor: float = 1.0) -> bool:
         fc, resized = self.fc, False
+        self.lr_factor = lr_factor
         self._probe = step % fc.occ_update_every == 0
         res = self.grid_schedule().get(step)
         if res is not None and res != self.field.encoding.res:
@@ -120,15 +244,17 @@ class FastNeRF(RenderModel):
             self.grid.update(self.density, gen, warmup=step < fc.occ_warmup, n_cells=fc.occ_cells)
         return resized
 
-    def forward(self, rays: RayBundle, jitter: bool, generator: torch.Generator | None = None) -> dict:
+    def forward(self, rays: RayBundle, mode: str = RENDER, generator: torch.Generator | None = None,
+                jitter: bool | None = None) -> dict:
         n = len(rays)
         o, d = rays.origins, rays.directions
-        if jitter:
+        train = mode == TRAIN
+        if train if jitter is None else jitter:
             offset = torch.rand(n, generator=generator, device=o.device, dtype=o.dtype)
         else:
             offset = torch.full((n,), 0.5, device=o.device, dtype=o.dtype)
         fc, vdirs = self.fc, rays.view_directions
-        if torch.is_grad_enabled():
+        if train:
             # march on density alone, then evaluate the kept samples with gradients
             prune = not self.training or self._prune_in_training()
             t, ray_idx, evaluated = self.grid.march(o, d, rays.near, rays.far, offset,
@@ -138,11 +264,11 @@ class FastNeRF(RenderModel):
             sigma = rgb = None
         else:  # rendering: colour comes with the marching rounds, one field evaluation per sample
             def field_fn(pts, r_idx):
-                with self._autocast(pts.device.type):
+                with self.autocast(pts.device.type):
                     return self.field.density_features(pts)
 
             def colour_fn(features, r_idx):  # only for the samples that are kept
-                with self._autocast(features.device.type):
+                with self.autocast(features.device.type):
                     return self.field.colour(features, vdirs[r_idx]).float()
 
             t, ray_idx, evaluated, sigma, rgb = self.grid.march_field(o, d, rays.near, rays.far, offset, field_fn,
@@ -158,13 +284,13 @@ class FastNeRF(RenderModel):
             sigma = rgb = None
         if sigma is None:
             pts = o[ray_idx] + d[ray_idx] * t[:, None]
-            with self._autocast(o.device.type):
+            with self.autocast(o.device.type):
                 sigma, rgb = self.field(pts, vdirs[ray_idx])  # real directions, also in NDC
         background = self.background
-        if background is None and fc.random_background and self.training and jitter:
+        if background is None and fc.random_background and self.training and train and jitter is not False:
             background = torch.rand(n, 3, generator=generator, device=o.device)
         out = composite_packed(sigma.float(), rgb.float(), t_start, t_end, ray_idx, n, background, rays.far)
-        if fc.distortion_weight > 0 and torch.is_grad_enabled():
+        if fc.distortion_weight > 0 and train:
             # on depths normalised to [0, 1] between each ray's near and far (NDC t already is)
             near, span = rays.near[ray_idx, 0], (rays.far - rays.near)[ray_idx, 0]
             out["distortion"] = distortion_loss(out["weights"], (t_start - near) / span, (t_end - near) / span,
@@ -174,25 +300,26 @@ class FastNeRF(RenderModel):
         out["evaluated_per_ray"] = float(evaluated) / max(n, 1)
         return out
 
-    def loss(self, outputs: dict, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, outputs: dict, target: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         mse = F.mse_loss(outputs["rgb"], target)
-        logs = {"psnr": psnr_from_mse(mse.item())}
-        loss = mse
+        losses, metrics = {"rgb": mse}, {"psnr": psnr_from_mse(mse.item())}
         if self.fc.tv_weight > 0:
             tv = self.field.encoding.total_variation()
-            logs["tv"] = float(tv.detach())
-            loss = loss + self.tv_weight() * tv
+            metrics["tv"] = float(tv.detach())
+            losses["tv"] = self.tv_weight() * tv
         if "distortion" in outputs:
-            logs["distortion"] = float(outputs["distortion"].detach())
-            loss = loss + self.fc.distortion_weight * outputs["distortion"]
-        return loss, logs
+            metrics["distortion"] = float(outputs["distortion"].detach())
+            losses["distortion"] = self.fc.distortion_weight * outputs["distortion"]
+        if "evaluated_per_ray" in outputs:  # density evaluations spent finding the samples
+            metrics["evaluated_per_ray"] = outputs["evaluated_per_ray"]
+        return losses, metrics
 
     def tv_weight(self) -> float:
         """model.fast.tv_weight, times the learning rate's decay so far with tv_decay (TensoRF's
         schedule: a strong prior early, against floaters, that lets fine detail in late)."""
-        return self.fc.tv_weight * (self.lr_decay if self.fc.tv_decay else 1.0)
+        return self.fc.tv_weight * (self.lr_factor if self.fc.tv_decay else 1.0)
 
     def param_groups(self, lr: float) -> list[dict]:
         s = self.fc.grid_lr_scale
-        return [{"params": self.field.grid_parameters(), "lr": lr * s, "lr_scale": s},
-                {"params": self.field.mlp_parameters(), "lr": lr, "lr_scale": 1.0}]
+        return [{"name": "grid", "params": self.field.grid_parameters(), "lr": lr * s, "lr_scale": s},
+                {"name": "mlp", "params": self.field.mlp_parameters(), "lr": lr, "lr_scale": 1.0}]

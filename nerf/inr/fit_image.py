@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +25,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from datasets.errors import DatasetError
-from datasets.imageops import downscale_area, read_image
-from nerf.encodings import make_encoding
+from nerf.datasets.errors import DatasetError
+from nerf.datasets.imageops import downscale_area, read_image
 from nerf.errors import UserError
-from nerf.siren import Siren
+from nerf.fields.encodings import make_encoding
+from nerf.fields.siren import Siren
+from nerf.metrics import psnr, psnr_from_mse
+from nerf.settings import Schema, validate
 
 ENCODINGS = ("none", "positional", "gaussian", "siren")
 RENDER_SCALES = (1, 2, 4)
@@ -61,15 +62,18 @@ class FitSettings:
     seed: int = 0
     chunk: int = 65536
 
-    def validate(self) -> None:
-        for k in ("steps", "width", "depth", "features", "downscale", "eval_every", "log_every", "chunk"):
-            if getattr(self, k) < 1:
-                raise UserError(f"--{k.replace('_', '-')}: must be >= 1, got {getattr(self, k)}")
+    def validate(self) -> list[str]:
+        errs = [f"{k}: must be >= 1, got {getattr(self, k)}" for k in
+                ("steps", "width", "depth", "features", "downscale", "eval_every", "log_every", "chunk")
+                if getattr(self, k) < 1]
         if self.pos_freqs < 0:
-            raise UserError(f"--pos-freqs: must be >= 0, got {self.pos_freqs}")
-        for k in ("lr", "siren_lr", "sigma", "omega0"):
-            if not getattr(self, k) > 0:
-                raise UserError(f"--{k.replace('_', '-')}: must be > 0, got {getattr(self, k)}")
+            errs.append(f"pos_freqs: must be >= 0, got {self.pos_freqs}")
+        errs += [f"{k}: must be > 0, got {getattr(self, k)}" for k in ("lr", "siren_lr", "sigma", "omega0")
+                 if not getattr(self, k) > 0]
+        return errs
+
+
+SCHEMA = Schema(FitSettings)
 
 
 def load_image(path: Path, downscale: int = 1) -> torch.Tensor:
@@ -136,11 +140,6 @@ class ImageINR(nn.Module):
         return torch.sigmoid(self.net(self.enc(xy)))
 
 
-def psnr(pred: torch.Tensor, gt: torch.Tensor) -> float:
-    mse = torch.mean((pred.clamp(0, 1) - gt) ** 2).item()
-    return -10.0 * math.log10(max(mse, 1e-12))
-
-
 @torch.no_grad()
 def predict(model: nn.Module, coords: torch.Tensor, chunk: int) -> torch.Tensor:
     """Evaluate on a (..., 2) coordinate grid in chunks -> (..., 3) clamped to [0, 1]."""
@@ -187,7 +186,7 @@ def fit_one(img: torch.Tensor, encoding: str, s: FitSettings, out_dir: Path | No
         opt.step()
         if writer is not None and (step % s.log_every == 0 or step == 1):
             writer.add_scalar("train/loss", loss.item(), step)
-            writer.add_scalar("train/psnr", -10.0 * math.log10(max(loss.item(), 1e-12)), step)
+            writer.add_scalar("train/psnr", psnr_from_mse(loss.item()), step)
             writer.add_scalar("train/lr", lr, step)
         if step % s.eval_every == 0 or step == s.steps:
             test_psnr = psnr(predict(model, x_test, s.chunk), y_test)
@@ -257,7 +256,7 @@ def comparison_figure(path: Path, img: torch.Tensor, renders: dict[str, torch.Te
 
 def fit_image(image: Path, encodings: list[str], out_dir: Path, s: FitSettings, log=print) -> dict:
     """Fit `image` with each of `encodings`, write the outputs into `out_dir`, return the metrics."""
-    s.validate()
+    validate(s)
     img = load_image(image, s.downscale)
     h, w = img.shape[:2]
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nerf.encodings import PositionalEncoding, make_encoding
-from nerf.siren import SineLayer
+from nerf.fields.encodings import PositionalEncoding, make_encoding
+from nerf.fields.siren import SineLayer
 
 
 class NeRFField(nn.Module):

@@ -11,15 +11,39 @@ from pathlib import Path
 
 import torch
 
-from nerf.checkpoint import load_latest_checkpoint
+from nerf.runs.checkpoints import load_latest_checkpoint
 from nerf.config import Config, load_config, read_yaml
 from nerf.errors import UserError
-from nerf.models import SceneInfo, build_model
+from nerf.models import build_model
+from nerf.scene_rays import SceneInfo
 
 
 def pick_device() -> torch.device:
     """CUDA when present, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix two runs in one folder unless asked to resume or overwrite."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{run_dir}: exists and is not a folder")
+    holds_run = (run_dir / "config.yaml").exists() or (run_dir / "checkpoints").exists()
+    if holds_run and not (resume or overwrite):
+        raise UserError(f"{run_dir}: already holds a run; pass --resume to continue it or --overwrite to replace it")
+    if holds_run and overwrite and not resume:
+        import shutil
+
+        for name in ("checkpoints", "renders", "videos"):
+            shutil.rmtree(run_dir / name, ignore_errors=True)
+        for p in list(run_dir.glob("events.out.tfevents.*")) + [run_dir / "metrics.json", run_dir / "config.yaml",
+                                                                  run_dir / "scene.json"]:
+            p.unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def build_run_model(cfg: Config, info: SceneInfo):
+    """The model a run's config describes: its method's section, the run's precision and seed."""
+    return build_model(cfg.model, info, precision=cfg.train.precision, seed=cfg.train.seed)
 
 
 def save_scene_json(run_dir: Path, info: SceneInfo, scene) -> None:
@@ -61,7 +85,7 @@ def load_trained_model(run_dir: Path, cfg: Config, device: torch.device):
     """The run's model with its newest valid checkpoint loaded, in eval mode, and that step."""
     scene = read_scene_json(run_dir)
     info = SceneInfo(**scene["info"])
-    model = build_model(cfg, info).to(device)
+    model = build_run_model(cfg, info).to(device)
     found = load_latest_checkpoint(run_dir, map_location=device)
     if found is None:
         raise UserError(f"{run_dir / 'checkpoints'}: no readable checkpoint; train first (train-scene)")

@@ -6,12 +6,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from datasets.scene import Cameras
+from nerf.datasets.scene import Cameras
 from nerf.errors import UserError
-from nerf.evaluate import render_view
-from nerf.models import SceneInfo
-from render.paths import blender_spherical_path, orbit_from_poses, spiral_path
-from render.video import VideoWriter, depth_to_rgb
+from nerf.inference.views import render_view
+from nerf.render.paths import blender_spherical_path, orbit_from_poses, spiral_path
+from nerf.render.video import VideoWriter, depth_to_rgb
+from nerf.scene_rays import SceneInfo
 
 
 def path_cameras(scene_json: dict, path: str, frames: int, downscale: int) -> Cameras:

@@ -8,12 +8,12 @@ from pathlib import Path
 import imageio.v3 as iio
 from tqdm import tqdm
 
-from datasets import load_scene
-from nerf.checkpoint import atomic_write_bytes
 from nerf.config import Config
-from nerf.evaluate import score_views
-from nerf.models import SceneInfo
-from render.video import depth_to_rgb, to_uint8
+from nerf.datasets import load_scene
+from nerf.inference.views import score_views
+from nerf.render.video import depth_to_rgb, to_uint8
+from nerf.runs.checkpoints import atomic_write_bytes
+from nerf.scene_rays import SceneInfo
 
 
 def evaluate_run(run_dir: Path, cfg: Config, model, step: int, info: SceneInfo, split: str, max_views: int,

@@ -1,15 +1,14 @@
 """Rendering whole views with a trained model and scoring them: PSNR, SSIM (kornia), depth error."""
 from __future__ import annotations
 
-import math
 import time
 
 import torch
-from kornia.metrics import ssim as kornia_ssim
 
-from nerf.models.base import SceneInfo
-from nerf.raygen import view_pixel_rays
-from render.chunked import render_chunks
+from nerf.metrics import psnr, ssim
+from nerf.models.base import RENDER
+from nerf.render.chunked import render_chunks
+from nerf.scene_rays import SceneInfo, view_pixel_rays
 
 
 @torch.no_grad()
@@ -18,23 +17,11 @@ def render_view(model, cameras, index: int, info: SceneInfo, chunk: int, scale: 
     was_training = model.training
     model.eval()
     h, w = int(round(cameras.height * scale)), int(round(cameras.width * scale))
-    out = render_chunks(lambda r: model(r, jitter=False), h * w,
+    out = render_chunks(lambda r: model(r, mode=RENDER), h * w,
                         lambda a, b: view_pixel_rays(cameras, index, info, a, b, scale), chunk)
     model.train(was_training)
     return {"rgb": out["rgb"].reshape(h, w, 3), "depth": out["depth"].reshape(h, w),
             "opacity": out["opacity"].reshape(h, w)}
-
-
-def psnr(pred: torch.Tensor, gt: torch.Tensor) -> float:
-    mse = torch.mean((pred.float() - gt.float()) ** 2).item()
-    return -10.0 * math.log10(max(mse, 1e-12))
-
-
-def ssim(pred: torch.Tensor, gt: torch.Tensor) -> float:
-    """Mean SSIM (11x11 Gaussian window) of (H, W, 3) images in [0, 1]."""
-    a = pred.float().clamp(0, 1).permute(2, 0, 1)[None]
-    b = gt.float().permute(2, 0, 1)[None]
-    return float(kornia_ssim(a, b, window_size=11).mean())
 
 
 def depth_error(pred_depth: torch.Tensor, true_depth: torch.Tensor) -> float:

@@ -1,23 +1,39 @@
-"""Rays for a scene as its model sees them: pixel rays, warped to NDC for forward-facing scenes.
+"""A scene as a model sees it: the facts a model needs (`SceneInfo`) and the rays of its cameras,
+warped to NDC for forward-facing scenes.
 
 The one place where training, evaluation and video turn cameras into rays.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import torch
 
-from render.rays import RayBundle, rays_from_pixels
+from nerf.render.rays import RayBundle, rays_from_pixels
 
-if TYPE_CHECKING:  # annotations only: nerf.models imports this module
-    from nerf.models.base import SceneInfo
+
+@dataclass
+class SceneInfo:
+    """The facts about a scene a model needs, saved with the run so renders need no dataset:
+    near/far ray bounds, the content's bounding box (2, 3), the background colour (3,) (None for
+    scenes without alpha, rendered over black) and whether rays are in NDC."""
+
+    near: float
+    far: float
+    bbox: list
+    background: list | None
+    ndc: bool = False
+
+    @classmethod
+    def from_scene(cls, scene, has_alpha: bool) -> "SceneInfo":
+        return cls(near=float(scene.near), far=float(scene.far), bbox=scene.bbox.tolist(),
+                   background=scene.background.tolist() if has_alpha else None, ndc=bool(scene.ndc))
 
 
 def _maybe_ndc(rays: RayBundle, cameras, cam_idx: torch.Tensor, info: SceneInfo) -> RayBundle:
     if not info.ndc:
         return rays
-    from render.ndc import ndc_rays
+    from nerf.render.ndc import ndc_rays
 
     return ndc_rays(rays, cameras.fx[cam_idx], cameras.fy[cam_idx], cameras.width, cameras.height, near_plane=1.0)
 

@@ -10,9 +10,7 @@ The family is the built-in procedural scene with `data.synthetic.random_content`
 draws its own shapes and colours (and cameras). Meta-training uses seeds first_seed ..
 first_seed + n_tasks - 1; benchmarks score seeds outside that range.
 
-Init file (torch.save): {"format": "nerf-init/1", "model": state_dict, "config": the resolved
-config as a dict, "meta": what produced it}. `load_init` puts it into a model built from a config
-whose architecture matches, or raises a UserError naming the file and the first mismatch.
+The learned initialisation is written as an init file (nerf/runs/init_files.py).
 """
 from __future__ import annotations
 
@@ -25,19 +23,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from datasets import load_scene
-from nerf.checkpoint import atomic_write_bytes
-from nerf.config import Config
+from nerf.config import LEGACY_ALIASES, Config
+from nerf.datasets import load_scene
 from nerf.errors import UserError
-from nerf.models import SceneInfo, build_model
-from nerf.raygen import pixel_rays
-from nerf.trainer import sample_batch
-
-INIT_FORMAT = "nerf-init/1"
-# model keys that decide the network's parameters; the others (samples per ray, noise) may differ
-ARCH_KEYS = ("method", "pos_freqs", "dir_freqs", "depth", "width", "skip_layer", "view_width", "use_viewdirs",
-             "encoding", "gaussian_features", "gaussian_sigma", "activation", "siren_omega0")
-
+from nerf.runs.init_files import load_init
+from nerf.runs.run_folder import build_run_model
+from nerf.scene_rays import SceneInfo, pixel_rays
+from nerf.settings import Schema, load_settings, validate
+from nerf.training.batches import sample_batch
+from nerf.training.step import optimisation_step
 
 # ---------------------------------------------------------------------------------------- Reptile
 
@@ -84,23 +78,22 @@ def adapt(model, task: Task, steps: int, lr: float, batch_rays: int, generator: 
     """`steps` Adam steps of the model's own loss on random rays of `task`; the last batch PSNR."""
     model.train()
     opt = torch.optim.Adam(model.param_groups(lr), betas=(0.9, 0.999))
-    logs = {"psnr": float("nan")}
+    psnr = float("nan")
     for step in range(steps):
         model.before_step(step)
         cam, x, y, target = sample_batch(task.images, batch_rays, generator)
-        out = model(pixel_rays(task.cameras, cam, x, y, task.info), jitter=True, generator=generator)
-        loss, logs = model.loss(out, target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return logs["psnr"]
+        result = optimisation_step(model, opt, pixel_rays(task.cameras, cam, x, y, task.info), target, generator)
+        psnr = result.metrics.get("psnr", float("nan"))
+    return psnr
 
 
 @dataclasses.dataclass
-class MetaSettings:
-    """meta_steps: Reptile steps (outer); inner_steps: adaptation steps per scene; outer_lr: the
-    fraction epsilon, annealed linearly to 0 over the run when `anneal` (as in Reptile); minutes:
-    stop early after this long (0 = no limit; the annealing then follows the clock too)."""
+class MetaConfig:
+    """The `meta.*` section of meta-train's config. meta_steps: Reptile steps (outer);
+    inner_steps: adaptation steps per scene; outer_lr: the fraction epsilon, annealed linearly to
+    0 over the run when `anneal` (as in Reptile); n_tasks scenes, seeds first_seed ..
+    first_seed + n_tasks - 1; minutes: stop early after this long (0 = no limit; the annealing
+    then follows the clock too)."""
 
     meta_steps: int = 200
     inner_steps: int = 16
@@ -111,31 +104,45 @@ class MetaSettings:
     minutes: float = 0.0
     log_every: int = 10
 
-    def validate(self) -> None:
-        for k in ("meta_steps", "inner_steps", "n_tasks", "log_every"):
-            if getattr(self, k) < 1:
-                raise UserError(f"--{k.replace('_', '-')}: must be >= 1, got {getattr(self, k)}")
+    def validate(self) -> list[str]:
+        errs = [f"meta.{k}: must be >= 1, got {getattr(self, k)}"
+                for k in ("meta_steps", "inner_steps", "n_tasks", "log_every") if getattr(self, k) < 1]
         if not 0 < self.outer_lr <= 1:
-            raise UserError(f"--outer-lr: must be in (0, 1], got {self.outer_lr}")
+            errs.append(f"meta.outer_lr: must be in (0, 1], got {self.outer_lr}")
         if self.minutes < 0:
-            raise UserError(f"--minutes: must be >= 0, got {self.minutes}")
+            errs.append(f"meta.minutes: must be >= 0, got {self.minutes}")
         if self.first_seed < 1:
-            raise UserError(f"--first-seed: must be >= 1 (seed 0 is the reference scene), got {self.first_seed}")
+            errs.append(f"meta.first_seed: must be >= 1 (seed 0 is the reference scene), got {self.first_seed}")
+        return errs
 
 
-def meta_train(cfg: Config, ms: MetaSettings, device: torch.device = torch.device("cpu"), log=print,
+@dataclasses.dataclass
+class MetaTrainConfig(Config):
+    """meta-train's config: a run config (the model, the inner loop's train.lr and batch) plus `meta`."""
+
+    meta: MetaConfig = dataclasses.field(default_factory=MetaConfig)
+
+
+META_SCHEMA = Schema(MetaTrainConfig, LEGACY_ALIASES)
+
+
+def load_meta_config(config_file: str | None = None, overrides=(), base: dict | None = None) -> MetaTrainConfig:
+    return load_settings(META_SCHEMA, config_file, overrides, base)
+
+
+def meta_train(cfg: Config, ms: MetaConfig, device: torch.device = torch.device("cpu"), log=print,
                start_from: Path | None = None) -> tuple[nn.Module, dict]:
     """Reptile over the family seeds first_seed .. first_seed + n_tasks - 1; returns the model
     holding the learned initialisation and a summary of the run. `start_from`: an init file to
     continue from (its earlier history is kept in the summary) instead of the default init."""
-    ms.validate()
+    validate(ms)
     t_load = time.perf_counter()
     tasks = [load_task(cfg, ms.first_seed + i) for i in range(ms.n_tasks)]
     tasks = [dataclasses.replace(t, images=t.images.to(device), cameras=t.cameras.to(device)) for t in tasks]
     log(f"meta-train: {ms.n_tasks} scenes (seeds {ms.first_seed}..{ms.first_seed + ms.n_tasks - 1}) "
         f"generated in {time.perf_counter() - t_load:.1f} s")
     torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg, tasks[0].info).to(device)
+    model = build_run_model(cfg, tasks[0].info).to(device)
     earlier = []
     if start_from is not None:
         earlier = load_init(Path(start_from), model, cfg).get("runs", [])
@@ -172,40 +179,3 @@ def meta_train(cfg: Config, ms: MetaSettings, device: torch.device = torch.devic
                "total_meta_steps": sum(r["meta_steps_done"] for r in runs),
                "total_seconds": sum(r["seconds"] for r in runs), "runs": runs}
     return model, summary
-
-
-# -------------------------------------------------------------------------------------- init files
-
-def save_init(path: Path, model: nn.Module, cfg: Config, meta: dict) -> None:
-    import io
-
-    buf = io.BytesIO()
-    torch.save({"format": INIT_FORMAT, "model": model.state_dict(), "config": cfg.to_dict(), "meta": meta}, buf)
-    atomic_write_bytes(Path(path), buf.getvalue())
-
-
-def load_init(path: Path, model: nn.Module, cfg: Config) -> dict:
-    """Load the initialisation in `path` into `model` (built from `cfg`); returns its meta dict.
-
-    A missing or unreadable file, or one made for another architecture, is a UserError naming it.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: init file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a truncated zip, a bad pickle
-        raise UserError(f"{path}: not a readable init file ({type(exc).__name__})") from None
-    if not isinstance(state, dict) or state.get("format") != INIT_FORMAT or "model" not in state:
-        raise UserError(f"{path}: not an init file written by meta-train")
-    saved = state.get("config", {}).get("model", {})
-    current = dataclasses.asdict(cfg.model)
-    for k in ARCH_KEYS:
-        if k in saved and saved[k] != current[k]:
-            raise UserError(f"{path}: made for model.{k}={saved[k]}, but the config has model.{k}={current[k]}")
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise UserError(f"{path}: does not fit the model config ({first})") from None
-    return state.get("meta", {})

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nerf.grid_encodings import SphericalHarmonics
+from nerf.fields.grids import SphericalHarmonics
 
 
 class _TruncExp(torch.autograd.Function):

@@ -15,15 +15,18 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from datasets import load_scene
-from nerf.checkpoint import load_latest_checkpoint, save_checkpoint
-from nerf.config import Config, save_config
+from nerf.config import Config, flat_model_config, save_config
+from nerf.datasets import load_scene
 from nerf.errors import UserError
-from nerf.evaluate import psnr, render_view, ssim
-from nerf.models import SceneInfo, build_model
-from nerf.raygen import pixel_rays
-from nerf.runs import save_scene_json
-from render.video import depth_to_rgb
+from nerf.inference.views import render_view
+from nerf.metrics import psnr, ssim
+from nerf.render.video import depth_to_rgb
+from nerf.runs.checkpoints import load_latest_checkpoint, save_checkpoint
+from nerf.runs.run_folder import build_run_model, prepare_run_dir, save_scene_json
+from nerf.scene_rays import SceneInfo, pixel_rays
+from nerf.training.batches import masked_pixels, sample_batch
+from nerf.training.schedules import learning_rate
+from nerf.training.step import optimisation_step
 
 
 class StopRequested:
@@ -59,80 +62,15 @@ class TrainResult:
     final_psnr: float | None
 
 
-def learning_rate(cfg: Config, step: int, seconds: float = 0.0) -> float:
-    """train.lr decayed by lr_decay_factor over lr_decay_steps steps, or over the train.max_minutes
-    budget (`lr_decay_over: minutes`, `seconds` of training so far): a time-capped run then ends
-    at the decayed rate whatever its step rate."""
-    t = cfg.train
-    if t.lr_decay_over == "minutes":
-        return t.lr * t.lr_decay_factor ** min(seconds / (t.max_minutes * 60), 1.0)
-    return t.lr * t.lr_decay_factor ** (step / t.lr_decay_steps)
-
-
-def sample_batch(images: torch.Tensor, n_rays: int, generator: torch.Generator, crop: float = 1.0,
-                 valid: torch.Tensor | None = None):
-    """Random pixels from all images (n, H, W, 3): camera index, x, y (pixel centres) and colours.
-
-    `crop` < 1 restricts rows and columns to the central fraction (the Blender warm-up).
-    `valid`: flat indices (cam * H * W + y * W + x) of the only pixels to draw from, e.g. those a
-    capture's masks keep (nerfstudio's rule: masked-out pixels never reach the loss).
-    """
-    n, h, w = images.shape[:3]
-    dev = images.device
-    if valid is not None and crop >= 1:
-        flat = valid[torch.randint(0, valid.numel(), (n_rays,), generator=generator, device=dev)].long()
-        cam, y, x = flat // (h * w), (flat // w) % h, flat % w
-        return cam, x.float() + 0.5, y.float() + 0.5, images[cam, y, x]
-    dh, dw = (int(h * crop / 2), int(w * crop / 2)) if crop < 1 else (h // 2, w // 2)
-    y0, y1 = (h // 2 - dh, h // 2 + dh) if crop < 1 else (0, h)
-    x0, x1 = (w // 2 - dw, w // 2 + dw) if crop < 1 else (0, w)
-    cam = torch.randint(0, n, (n_rays,), generator=generator, device=dev)
-    y = torch.randint(y0, y1, (n_rays,), generator=generator, device=dev)
-    x = torch.randint(x0, x1, (n_rays,), generator=generator, device=dev)
-    return cam, x.float() + 0.5, y.float() + 0.5, images[cam, y, x]
-
-
-def masked_pixels(mask: torch.Tensor | None) -> torch.Tensor | None:
-    """Flat indices of the pixels a mask (n, H, W) keeps (> 0.5); None when it keeps them all."""
-    if mask is None:
-        return None
-    keep = mask.reshape(-1) > 0.5
-    if bool(keep.all()):
-        return None
-    if not bool(keep.any()):
-        raise UserError("data: the capture's masks exclude every pixel; nothing to train on")
-    idx = keep.nonzero(as_tuple=True)[0]
-    return idx.int() if keep.numel() < 2 ** 31 else idx
-
-
-def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to mix two runs in one folder unless asked to resume or overwrite."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"{run_dir}: exists and is not a folder")
-    holds_run = (run_dir / "config.yaml").exists() or (run_dir / "checkpoints").exists()
-    if holds_run and not (resume or overwrite):
-        raise UserError(f"{run_dir}: already holds a run; pass --resume to continue it or --overwrite to replace it")
-    if holds_run and overwrite and not resume:
-        import shutil
-
-        for name in ("checkpoints", "renders", "videos"):
-            shutil.rmtree(run_dir / name, ignore_errors=True)
-        for p in list(run_dir.glob("events.out.tfevents.*")) + [run_dir / "metrics.json", run_dir / "config.yaml",
-                                                                  run_dir / "scene.json"]:
-            p.unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-
-
-def _config_changes(saved: dict, current: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose saved value differs from the current one. Only the saved keys count:
-    keys added to the config since the checkpoint was written (at any depth) are absent from it."""
-    out = []
-    for k, v in saved.items():
-        if isinstance(v, dict) and isinstance(current.get(k), dict):
-            out += _config_changes(v, current[k], f"{prefix}{k}.")
-        elif v != current.get(k):
-            out.append(prefix + k)
-    return out
+def _config_changes(saved: dict, current: dict) -> list[str]:
+    """Dotted keys of the `model` section whose saved value differs from the current one. Only
+    the saved keys count: keys added to the config since the checkpoint was written (at any
+    depth) are absent from it; old spellings are resolved first. Keys of a method the run does
+    not use do not count."""
+    now = flat_model_config(current)
+    method = now.get("model.method")
+    return [k[len("model."):] for k, v in flat_model_config(saved).items()
+            if k in now and v != now[k] and (k == "model.method" or k.startswith(f"model.{method}."))]
 
 
 class Trainer:
@@ -147,9 +85,9 @@ class Trainer:
         self.val_scene = load_scene(dataclasses.replace(cfg.data, max_images=1), "val")
         self.info = SceneInfo.from_scene(self.scene, has_alpha=self.scene.alpha is not None)
         torch.manual_seed(cfg.train.seed)
-        self.model = build_model(cfg, self.info).to(device)
+        self.model = build_run_model(cfg, self.info).to(device)
         if init_file is not None:
-            from nerf.meta import load_init
+            from nerf.runs.init_files import load_init
 
             load_init(Path(init_file), self.model, cfg)
             self.log(f"initialised from {init_file}")
@@ -207,13 +145,13 @@ class Trainer:
         }
         return save_checkpoint(self.run_dir, self.step, state, self.cfg.train.keep_checkpoints)
 
-    def _set_lr(self) -> float:
-        scheduled = learning_rate(self.cfg, self.step, self.train_seconds)
-        self.model.lr_decay = scheduled / self.cfg.train.lr  # for regularisers that follow the schedule
+    def _set_lr(self) -> tuple[float, float]:
+        """Set every group's rate for this step; returns it and its decay so far (lr / train.lr)."""
+        scheduled = learning_rate(self.cfg.train, self.step, self.train_seconds)
         lr = scheduled * self.lr_scale
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
-        return lr
+        return lr, scheduled / self.cfg.train.lr
 
     def train_step(self) -> dict[str, float]:
         """One optimisation step on a random batch; returns the figures to log.
@@ -223,34 +161,25 @@ class Trainer:
         back to the newest checkpoint at half the learning rate.
         """
         t = self.cfg.train
-        lr = self._set_lr()
-        if self.model.before_step(self.step):
+        lr, lr_factor = self._set_lr()
+        if self.model.before_step(self.step, lr_factor):
             self._drop_stale_optimizer_state()
         crop = t.precrop_fraction if self.step < t.precrop_steps else 1.0
         cam, x, y, target = sample_batch(self.images, t.batch_rays, self.generator, crop, self.valid_pixels)
         rays = pixel_rays(self.cameras, cam, x, y, self.info)
-        out = self.model(rays, jitter=True, generator=self.generator)
-        loss, logs = self.model.loss(out, target)
-        self.optimizer.zero_grad(set_to_none=True)
-        finite = bool(torch.isfinite(loss))
-        if finite:
-            loss.backward()
-            finite = all(bool(torch.isfinite(p.grad).all()) for p in self.model.parameters() if p.grad is not None)
+        result = optimisation_step(self.model, self.optimizer, rays, target, self.generator)
         self.step += 1
-        if finite:
-            self.optimizer.step()
+        if result.finite:
             self.fault_streak = 0
         else:
-            self.optimizer.zero_grad(set_to_none=True)
             self.skipped_steps += 1
             self.fault_streak += 1
             if self.fault_streak >= t.max_bad_steps:
                 self._roll_back()
-        opacity = out["opacity"].detach()
-        if "evaluated_per_ray" in out:  # marching methods: density evaluations spent finding the samples
-            logs["evaluated_per_ray"] = out["evaluated_per_ray"]
-        return {"loss": loss.item(), "lr": lr, "samples_per_ray": out["samples_per_ray"], "finite": finite,
-                "opacity_mean": float(opacity.mean()), "opacity_std": float(opacity.std()), **logs}
+        opacity = result.outputs["opacity"].detach()
+        return {"loss": result.loss, "lr": lr, "samples_per_ray": result.outputs["samples_per_ray"],
+                "finite": result.finite, "opacity_mean": float(opacity.mean()), "opacity_std": float(opacity.std()),
+                "losses": result.losses, "metrics": result.metrics, **result.metrics}
 
     def _drop_stale_optimizer_state(self) -> None:
         """After the model reshaped parameters (coarse-to-fine grids): their Adam moments no longer
@@ -342,22 +271,19 @@ class Trainer:
                         writer.add_text("train/warning", advice, self.step)
                     if self.step % t.log_every == 0 or self.step == 1:
                         writer.add_scalar("train/loss", figs["loss"], self.step)
-                        writer.add_scalar("train/psnr", figs["psnr"], self.step)
-                        if "psnr_coarse" in figs:
-                            writer.add_scalar("train/psnr_coarse", figs["psnr_coarse"], self.step)
+                        if len(figs["losses"]) > 1:  # each term, when the model has several
+                            for name, value in figs["losses"].items():
+                                writer.add_scalar(f"loss/{name}", value, self.step)
+                        for name, value in figs["metrics"].items():  # whatever the model reports
+                            writer.add_scalar(f"train/{name}", value, self.step)
                         writer.add_scalar("train/lr", figs["lr"], self.step)
                         writer.add_scalar("perf/rays_per_s", window_steps * t.batch_rays / window_time, self.step)
                         writer.add_scalar("perf/samples_per_s", window_samples / window_time, self.step)
                         writer.add_scalar("perf/samples_per_ray", figs["samples_per_ray"], self.step)
-                        if "evaluated_per_ray" in figs:
-                            writer.add_scalar("perf/evaluated_per_ray", figs["evaluated_per_ray"], self.step)
-                        for term in ("tv", "distortion"):  # regularisers of the fast method, when on
-                            if term in figs:
-                                writer.add_scalar(f"train/{term}", figs[term], self.step)
                         writer.add_scalar("train/skipped_steps", self.skipped_steps, self.step)
                         writer.add_scalar("train/opacity", figs["opacity_mean"], self.step)
                         window_time, window_steps, window_samples = 0.0, 0, 0.0
-                        bar.set_postfix(psnr=f"{figs['psnr']:.2f}", **({"eval": f"{last_eval:.2f}"} if last_eval else {}))
+                        bar.set_postfix(psnr=f"{figs['metrics'].get('psnr', float('nan')):.2f}", **({"eval": f"{last_eval:.2f}"} if last_eval else {}))
                         if t.max_minutes > 0:  # a time-capped run ends at the step the clock allows
                             bar.total = min(t.max_steps, self.expected_last_step())
                             bar.refresh()

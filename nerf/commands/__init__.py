@@ -1,0 +1,9 @@
+"""The console commands, one module each (`main(argv)` is the installed entry point), and the
+helpers they share (common.py). A new command: a module here and a line in COMMANDS and in
+pyproject.toml's [project.scripts]."""
+from __future__ import annotations
+
+from nerf.commands import evaluate, fit_image, meta_train, train, video
+
+COMMANDS = {"train-scene": train.main, "eval-scene": evaluate.main, "render-video": video.main,
+            "fit-image": fit_image.main, "meta-train": meta_train.main}

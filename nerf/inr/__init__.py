@@ -1,0 +1,1 @@
+"""Implicit neural representations beside NeRF: image fitting and Reptile-learned initialisations."""

@@ -1,0 +1,1 @@
+"""Training a model on a scene: ray batches, learning-rate schedules and the training loop."""

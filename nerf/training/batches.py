@@ -1,0 +1,42 @@
+"""Training batches: random pixels (camera index, pixel centre, colour) from all training images."""
+from __future__ import annotations
+
+import torch
+
+from nerf.errors import UserError
+
+
+def sample_batch(images: torch.Tensor, n_rays: int, generator: torch.Generator, crop: float = 1.0,
+                 valid: torch.Tensor | None = None):
+    """Random pixels from all images (n, H, W, 3): camera index, x, y (pixel centres) and colours.
+
+    `crop` < 1 restricts rows and columns to the central fraction (the Blender warm-up).
+    `valid`: flat indices (cam * H * W + y * W + x) of the only pixels to draw from, e.g. those a
+    capture's masks keep (nerfstudio's rule: masked-out pixels never reach the loss).
+    """
+    n, h, w = images.shape[:3]
+    dev = images.device
+    if valid is not None and crop >= 1:
+        flat = valid[torch.randint(0, valid.numel(), (n_rays,), generator=generator, device=dev)].long()
+        cam, y, x = flat // (h * w), (flat // w) % h, flat % w
+        return cam, x.float() + 0.5, y.float() + 0.5, images[cam, y, x]
+    dh, dw = (int(h * crop / 2), int(w * crop / 2)) if crop < 1 else (h // 2, w // 2)
+    y0, y1 = (h // 2 - dh, h // 2 + dh) if crop < 1 else (0, h)
+    x0, x1 = (w // 2 - dw, w // 2 + dw) if crop < 1 else (0, w)
+    cam = torch.randint(0, n, (n_rays,), generator=generator, device=dev)
+    y = torch.randint(y0, y1, (n_rays,), generator=generator, device=dev)
+    x = torch.randint(x0, x1, (n_rays,), generator=generator, device=dev)
+    return cam, x.float() + 0.5, y.float() + 0.5, images[cam, y, x]
+
+
+def masked_pixels(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """Flat indices of the pixels a mask (n, H, W) keeps (> 0.5); None when it keeps them all."""
+    if mask is None:
+        return None
+    keep = mask.reshape(-1) > 0.5
+    if bool(keep.all()):
+        return None
+    if not bool(keep.any()):
+        raise UserError("data: the capture's masks exclude every pixel; nothing to train on")
+    idx = keep.nonzero(as_tuple=True)[0]
+    return idx.int() if keep.numel() < 2 ** 31 else idx
