@@ -58,11 +58,12 @@ def machine() -> dict:
 
 def stage_meta(a) -> None:
     from nerf.config import load_config
-    from nerf.inr.reptile import MetaSettings, meta_train, save_init
+    from nerf.inr.reptile import MetaConfig, meta_train
+    from nerf.runs.init_files import save_init
 
     cfg = load_config(str(CONFIG), [f"train.seed={a.seed}"])
     torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
-    ms = MetaSettings(meta_steps=a.meta_steps, inner_steps=a.inner_steps, outer_lr=a.outer_lr, n_tasks=a.tasks,
+    ms = MetaConfig(meta_steps=a.meta_steps, inner_steps=a.inner_steps, outer_lr=a.outer_lr, n_tasks=a.tasks,
                       first_seed=100, minutes=a.minutes)
     model, summary = meta_train(cfg, ms, start_from=INIT if a.resume else None)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -136,10 +137,10 @@ def stage_report(a) -> None:
         sys.exit("no meta_init_seed*.json results; run the compare stage first")
     rows = []
     for r in runs:
-        d, l = dict((int(s), p) for s, p, _ in r["default"]), dict((int(s), p) for s, p, _ in r["learned"])
+        d, lrn = dict((int(s), p) for s, p, _ in r["default"]), dict((int(s), p) for s, p, _ in r["learned"])
         reach = r["learned_steps_to_default_1000"]
-        rows.append({"seed": r["seed"], "default_psnr_0": d[0], "learned_psnr_0": l[0], "default_psnr_200": d[200],
-                     "learned_psnr_200": l[200], "default_psnr_1000": d[1000], "learned_psnr_400": l.get(400),
+        rows.append({"seed": r["seed"], "default_psnr_0": d[0], "learned_psnr_0": lrn[0], "default_psnr_200": d[200],
+                     "learned_psnr_200": lrn[200], "default_psnr_1000": d[1000], "learned_psnr_400": lrn.get(400),
                      "learned_steps_to_default_1000": reach,
                      "fraction_of_1000": None if reach is None else reach / DEFAULT_STEPS,
                      "target_met": reach is not None and reach <= DEFAULT_STEPS / 5})

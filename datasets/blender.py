@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from nerf.datasets.errors import DatasetError
-from nerf.datasets.imageops import composite_premultiplied, load_rgba_stack
+from nerf.datasets.imageops import composite_premultiplied, load_rgba_stack, read_image
 from nerf.datasets.options import DataOptions
 from nerf.datasets.poses import check_poses, to_homogeneous
 from nerf.datasets.scene import Cameras, Scene, evenly_spaced
@@ -76,11 +76,15 @@ def load_blender(root: Path, split: str, opts: DataOptions) -> Scene:
     if alpha is not None:
         rgb = composite_premultiplied(torch.cat([rgb, alpha[..., None]], -1), bg)
     n, h, w = rgb.shape[:3]
-    full_w = w * opts.downscale
-    focal = 0.5 * full_w / math.tan(0.5 * angle) / opts.downscale
+    # Intrinsics from the full-size image: a downscale that does not divide it crops the right and
+    # bottom edges, which moves neither the focal length nor the principal point (in full pixels);
+    # a downscaled pixel i spans full pixels [i k, (i + 1) k), so both scale by 1 / k.
+    k = opts.downscale
+    full_h, full_w = (h, w) if k == 1 else read_image(files[0]).shape[:2]
+    focal = 0.5 * full_w / math.tan(0.5 * angle) / k
     cams = Cameras(
         c2w=torch.from_numpy(c2w), fx=torch.full((n,), focal), fy=torch.full((n,), focal),
-        cx=torch.full((n,), w / 2.0), cy=torch.full((n,), h / 2.0), width=w, height=h,
+        cx=torch.full((n,), full_w / (2.0 * k)), cy=torch.full((n,), full_h / (2.0 * k)), width=w, height=h,
     )
     return Scene(
         name=root.name, split=split, images=rgb, cameras=cams, near=NEAR, far=FAR,

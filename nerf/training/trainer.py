@@ -283,7 +283,10 @@ class Trainer:
                         writer.add_scalar("train/skipped_steps", self.skipped_steps, self.step)
                         writer.add_scalar("train/opacity", figs["opacity_mean"], self.step)
                         window_time, window_steps, window_samples = 0.0, 0, 0.0
-                        bar.set_postfix(psnr=f"{figs['metrics'].get('psnr', float('nan')):.2f}", **({"eval": f"{last_eval:.2f}"} if last_eval else {}))
+                        shown = {"psnr": f"{figs['metrics'].get('psnr', float('nan')):.2f}"}
+                        if last_eval:
+                            shown["eval"] = f"{last_eval:.2f}"
+                        bar.set_postfix(**shown)
                         if t.max_minutes > 0:  # a time-capped run ends at the step the clock allows
                             bar.total = min(t.max_steps, self.expected_last_step())
                             bar.refresh()
