@@ -3,12 +3,11 @@
 A training or rendering step allocates and frees tens of tensors of 10-100 MB (gathered grid
 features, their gradients, scatter buffers). glibc serves blocks that large with mmap and unmaps
 them on free, so every step page-faults (and zero-fills) them afresh. Turning mmap allocation
-off and raising the trim threshold keeps the freed blocks in the heap for the next step: a late
-fern training step (NDC, ~30 samples per ray) went from 0.88 to 0.67-0.72 s on 1 thread of this
-CPU and a lego 400x400 view from 0.89 to ~0.7 s; lego training steps were unchanged within noise.
-The cost: freed blocks stay resident, so peaks rise (fern's 30-minute run: 1.2 -> 1.63 GB). This is the
-page-fault cost Intel's PyTorch guides remove with jemalloc or tcmalloc, done with the allocator
-every Linux Python already has. NERF_KEEP_FREED_MEMORY=0 leaves the allocator alone.
+off and raising the trim threshold keeps the freed blocks in the heap for the next step
+(docs/performance.md has the measured gain on NDC training steps and renders). The cost: freed
+blocks stay resident, so peak memory rises. This is the page-fault cost Intel's PyTorch guides
+remove with jemalloc or tcmalloc, done with the allocator every Linux Python already has.
+NERF_KEEP_FREED_MEMORY=0 leaves the allocator alone.
 """
 from __future__ import annotations
 

@@ -141,10 +141,10 @@ class _StencilGather(torch.autograd.Function):
     base, base + 1, base + r, base + r + 1). When there are at least as many points as table
     rows, the backward scatters each point once, at its base row, into K gradient slots (one
     index_add of n rows of K * C values instead of K * n rows of C) and then adds the slots
-    together shifted by their offsets: the index_add sorts K times fewer indices. A late fern
-    training step (NDC, ~30 samples per ray, 256^2 planes) takes 10-19% less time on this CPU;
-    with fewer points (lego, ~3 samples per ray) zeroing K slots per row costs more than it
-    saves, so those keep the per-corner scatter."""
+    together shifted by their offsets: the index_add sorts K times fewer indices. That pays on
+    NDC training steps with many samples per ray; with few points per table row (lego's few
+    samples per ray) zeroing K slots per row costs more than it saves, so those keep the
+    per-corner scatter."""
 
     @staticmethod
     def forward(ctx, table, base, offsets, w):

@@ -222,8 +222,8 @@ class FastNeRF(RenderModel):
         """Whether a training batch runs the no-gradient density pass that drops the steps behind
         opaque surfaces (transmittance below early_stop) before the pass with gradients.
 
-        On a capture whose rays seldom turn opaque inside the occupied cells (fern: 98% of the
-        steps kept) the pass costs a density evaluation per step and saves almost nothing, so it
+        On a capture whose rays seldom turn opaque inside the occupied cells (fern keeps nearly
+        every step) the pass costs a density evaluation per step and saves almost nothing, so it
         is skipped while the last probe (every occ_update_every steps) kept more than
         1 - prune_min_share of the steps: the gradient pass then also sees the few steps behind
         opaque surfaces, whose compositing weights are below early_stop. Always on when
