@@ -1,4 +1,10 @@
-"""Shared fixtures: the real data folders (skipped with a reason when absent) and a CLI runner."""
+"""Shared fixtures: the device the tests train on (NERF_TEST_DEVICE), the real data folders (skipped
+with a reason when absent) and a CLI runner.
+
+NERF_TEST_DEVICE=cuda runs the tests that build a Trainer or a model on the GPU (the default is
+cpu); tests that assert bit-exact reproducibility stay on the CPU, where the kernels are
+deterministic. The console commands pick CUDA by themselves when it is present (--device auto).
+"""
 from __future__ import annotations
 
 import os
@@ -7,11 +13,44 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
 LEGO = SHARED / "nerf_synthetic" / "lego"
 FERN = SHARED / "nerf_llff_data" / "fern"
+
+DEVICE_NAME = os.environ.get("NERF_TEST_DEVICE", "cpu")
+try:
+    DEVICE = torch.device(DEVICE_NAME)
+except RuntimeError:  # not a device name; reported by pytest_configure
+    DEVICE = torch.device("cpu")
+
+
+def pytest_configure(config):
+    if DEVICE_NAME not in ("cpu", "cuda") and not DEVICE_NAME.startswith("cuda:"):
+        pytest.exit(f"NERF_TEST_DEVICE={DEVICE_NAME!r}: expected cpu or cuda", returncode=4)
+    if DEVICE.type == "cuda" and not torch.cuda.is_available():
+        pytest.exit(f"NERF_TEST_DEVICE={DEVICE_NAME}: no CUDA device is available "
+                    f"(torch {torch.__version__}); unset it to test on the CPU", returncode=4)
+
+
+def pytest_report_header(config):
+    return f"nerf test device: {DEVICE} (NERF_TEST_DEVICE)"
+
+
+@pytest.fixture
+def device() -> torch.device:
+    """Where the tests train and render: NERF_TEST_DEVICE, cpu by default."""
+    return DEVICE
+
+
+def same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bit-equal on the CPU; on CUDA, where float index_add (atomics) sums in any order, equal
+    to float32 rounding."""
+    if a.device.type == "cpu" and b.device.type == "cpu":
+        return torch.equal(a, b)
+    return a.shape == b.shape and torch.allclose(a, b, rtol=1e-6, atol=1e-6)
 
 
 @pytest.fixture

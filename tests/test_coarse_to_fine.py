@@ -93,6 +93,8 @@ OVER = ["data.synthetic.resolution=16", "data.synthetic.n_train=4", "train.batch
 
 
 def _trainer(tmp_path, name, steps, resume=False):
+    # on the CPU whatever NERF_TEST_DEVICE says: the resumed run must be bit-exact, and CUDA's float
+    # atomics sum in any order
     return Trainer(load_config("builtin", OVER + [f"train.max_steps={steps}"]), tmp_path / name, torch.device("cpu"),
                    resume=resume, log=lambda *x: None, show_progress=False)
 

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from conftest import DEVICE
 
 from nerf.config import load_config
 from nerf.errors import ConfigError
@@ -128,7 +129,7 @@ def test_variants_train_with_the_trainer(tmp_path, variant):
     from nerf.training.trainer import Trainer
 
     cfg = load_config(None, TINY + variant)
-    trainer = Trainer(cfg, tmp_path / "run", torch.device("cpu"), log=lambda *a: None, show_progress=False)
+    trainer = Trainer(cfg, tmp_path / "run", DEVICE, log=lambda *a: None, show_progress=False)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     result = trainer.train()
     assert result.step == 2

@@ -5,7 +5,7 @@ import copy
 
 import pytest
 import torch
-from conftest import run_cli
+from conftest import DEVICE, run_cli
 from torch import nn
 
 from nerf.config import load_config
@@ -117,10 +117,10 @@ def test_meta_train_then_trainer_starts_from_the_init(tmp_path):
     assert summary["meta_steps_done"] == 3 and len(history) == 3 and "history" not in summary
     assert history[0]["epsilon"] == 0.5
     save_init(tmp_path / "init.pt", model, cfg, summary)
-    trainer = Trainer(cfg, tmp_path / "run", torch.device("cpu"), log=lambda *a: None, show_progress=False,
+    trainer = Trainer(cfg, tmp_path / "run", DEVICE, log=lambda *a: None, show_progress=False,
                       init_file=tmp_path / "init.pt")
     for k, v in model.state_dict().items():
-        assert torch.equal(trainer.model.state_dict()[k], v)
+        assert torch.equal(trainer.model.state_dict()[k].cpu(), v.cpu())
 
 
 def test_cli_meta_train_and_train_scene_init(tmp_path):

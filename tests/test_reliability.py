@@ -12,7 +12,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, run_cli
+from conftest import DEVICE, ROOT, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -136,12 +136,12 @@ def test_incompatible_checkpoint_and_existing_run(tmp_path, capsys):
 
 def test_truncated_checkpoint_is_skipped_on_resume(tmp_path):
     cfg = load_config("builtin_nerf", TINY + ["train.max_steps=4", "train.checkpoint_every=2"])
-    Trainer(cfg, tmp_path / "r", torch.device("cpu"), show_progress=False, log=lambda *a: None).train()
+    Trainer(cfg, tmp_path / "r", DEVICE, show_progress=False, log=lambda *a: None).train()
     newest = list_checkpoints(tmp_path / "r")[-1]
     assert newest.name == "step_0000004.pt"
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
     with pytest.warns(UserWarning, match="step_0000004.pt: skipping unreadable checkpoint"):
-        resumed = Trainer(cfg, tmp_path / "r", torch.device("cpu"), resume=True, show_progress=False,
+        resumed = Trainer(cfg, tmp_path / "r", DEVICE, resume=True, show_progress=False,
                           log=lambda *a: None)
     assert resumed.step == 2
 
@@ -163,10 +163,10 @@ def _nan_batches(monkeypatch, bad_steps: set[int]):
 
 def test_nan_batch_is_skipped_counted_and_training_recovers(tmp_path, monkeypatch):
     cfg = load_config("builtin_nerf", TINY + ["train.max_steps=60", "train.lr=0.005"])
-    clean = Trainer(cfg, tmp_path / "clean", torch.device("cpu"), show_progress=False, log=lambda *a: None)
+    clean = Trainer(cfg, tmp_path / "clean", DEVICE, show_progress=False, log=lambda *a: None)
     clean.train()
     _nan_batches(monkeypatch, {5})
-    faulty = Trainer(cfg, tmp_path / "faulty", torch.device("cpu"), show_progress=False, log=lambda *a: None)
+    faulty = Trainer(cfg, tmp_path / "faulty", DEVICE, show_progress=False, log=lambda *a: None)
     faulty.train()
     assert faulty.skipped_steps == 1 and faulty.step == 60
     assert all(torch.isfinite(p).all() for p in faulty.model.parameters())
@@ -189,7 +189,7 @@ def test_repeated_faults_roll_back_with_lower_lr(tmp_path, monkeypatch):
     cfg = load_config("builtin_nerf", TINY + ["train.max_steps=12", "train.checkpoint_every=3", "train.max_bad_steps=4"])
     _nan_batches(monkeypatch, {7, 8, 9, 10})
     logs = []
-    tr = Trainer(cfg, tmp_path / "r", torch.device("cpu"), show_progress=False, log=logs.append)
+    tr = Trainer(cfg, tmp_path / "r", DEVICE, show_progress=False, log=logs.append)
     tr.train()
     assert tr.rollbacks == 1 and tr.lr_scale == 0.5 and tr.skipped_steps == 4
     assert any("rolled back (step_0000006.pt)" in m for m in logs)
@@ -197,7 +197,7 @@ def test_repeated_faults_roll_back_with_lower_lr(tmp_path, monkeypatch):
 
 def test_collapsed_field_is_reported(tmp_path, monkeypatch):
     cfg = load_config("builtin_nerf", TINY + ["train.max_steps=3", "train.collapse_check_after=1"])
-    tr = Trainer(cfg, tmp_path / "r", torch.device("cpu"), show_progress=False, log=lambda *a: None)
+    tr = Trainer(cfg, tmp_path / "r", DEVICE, show_progress=False, log=lambda *a: None)
     advice = tr.check_collapse({"opacity_mean": 0.001, "opacity_std": 0.0001})
     assert tr.step == 0 and advice is None  # before the check starts
     tr.step = 5
