@@ -29,7 +29,7 @@ import torch
 from nerf.datasets.errors import DatasetError
 from nerf.datasets.imageops import load_rgba_stack
 from nerf.datasets.options import DataOptions
-from nerf.datasets.poses import check_poses, frustum_bbox, holdout_indices, to_homogeneous
+from nerf.datasets.poses import check_poses, frustum_bbox, holdout_indices, is_forward_facing, to_homogeneous
 from nerf.datasets.scene import Cameras, Scene, evenly_spaced
 from nerf.render.paths import average_pose
 
@@ -39,6 +39,17 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 def is_llff(root: Path) -> bool:
     return (root / "poses_bounds.npy").is_file()
+
+
+def llff_forward_facing(root: Path) -> bool:
+    """Whether the folder's poses_bounds.npy describes a forward-facing capture (every camera within
+    30 degrees of the mean view direction; LLFF's own scenes stay within about 10); False when the
+    file does not read."""
+    try:
+        poses, _, _ = read_poses_bounds(root / "poses_bounds.npy")
+    except DatasetError:
+        return False
+    return is_forward_facing(to_homogeneous(llff_to_opengl(poses)))
 
 
 def image_folder(root: Path, downscale: int) -> Path:

@@ -82,3 +82,70 @@ def box_bounds(c2w: np.ndarray, bbox: np.ndarray, min_fraction: float = 0.02) ->
     gap = np.maximum(np.maximum(bbox[0] - pos, pos - bbox[1]), 0.0)
     near = max(float(np.linalg.norm(gap, axis=-1).min()), min_fraction * far)
     return near, far
+
+
+def view_directions(c2w: np.ndarray) -> np.ndarray:
+    """(n, 3) unit directions the cameras (n, 4, 4) look along (OpenGL: their -z axis)."""
+    fwd = -np.asarray(c2w, dtype=np.float64)[:, :3, 2]
+    return fwd / np.maximum(np.linalg.norm(fwd, axis=-1, keepdims=True), 1e-12)
+
+
+def is_forward_facing(c2w: np.ndarray, max_angle_deg: float = 30.0) -> bool:
+    """Whether every camera (n, 4, 4) looks within `max_angle_deg` of the cameras' mean view
+    direction: LLFF's forward-facing captures (a few degrees) rather than walk-arounds (tens)."""
+    fwd = view_directions(c2w)
+    mean = fwd.mean(0)
+    norm = float(np.linalg.norm(mean))
+    if norm < 1e-9:
+        return False
+    return bool(np.all(fwd @ (mean / norm) >= np.cos(np.radians(max_angle_deg))))
+
+
+def axes_focus(c2w: np.ndarray, ridge: float = 1e-3) -> np.ndarray:
+    """(3,) the point closest (least squares) to all optical axes of the cameras (n, 4, 4), pulled
+    weakly towards the cameras' mean position so that parallel axes still give a point."""
+    origins, fwd = np.asarray(c2w, dtype=np.float64)[:, :3, 3], view_directions(c2w)
+    proj = np.eye(3)[None] - fwd[:, :, None] * fwd[:, None, :]
+    a = proj.sum(0) + ridge * len(origins) * np.eye(3)
+    b = (proj @ origins[:, :, None]).sum(0)[:, 0] + ridge * origins.sum(0)
+    return np.linalg.solve(a, b)
+
+
+def frusta_box(c2w: np.ndarray, fx: np.ndarray, fy: np.ndarray, cx: np.ndarray, cy: np.ndarray,
+               width: np.ndarray, height: np.ndarray, min_half_size: float = 2.0, res: int = 48,
+               share: float = 0.5, max_cameras: int = 128) -> np.ndarray:
+    """(2, 3) box of where the cameras' (n, 4, 4) view frusta meet: the content a capture is
+    centred on, for files that give no box and no points.
+
+    A cube around `axes_focus` (half-size: 1.5 times the median camera distance from it, at least
+    `min_half_size`) is cut into res^3 cells; the box holds the cells whose centres at least
+    `share` of the cameras see (in front of the camera and inside its image), padded by one cell.
+    When no cell is seen by that many cameras (cameras looking outward, or along a facade) the
+    whole cube is returned. Intrinsics (n,) per camera, in pixels of images width x height (n,);
+    lens distortion is ignored (the padding covers it). At most `max_cameras`, evenly spaced,
+    are used.
+    """
+    c2w = np.asarray(c2w, dtype=np.float64)
+    keep = np.unique(np.linspace(0, len(c2w) - 1, min(len(c2w), max_cameras)).round().astype(int))
+    c2w = c2w[keep]
+    fx, fy, cx, cy, width, height = (np.asarray(v, dtype=np.float64)[keep] for v in (fx, fy, cx, cy, width, height))
+    focus = axes_focus(c2w)
+    origins = c2w[:, :3, 3]
+    half = max(1.5 * float(np.median(np.linalg.norm(origins - focus, axis=-1))), min_half_size)
+    ticks = (np.arange(res) + 0.5) / res * 2 * half - half
+    grid = np.stack(np.meshgrid(ticks, ticks, ticks, indexing="ij"), -1).reshape(-1, 3) + focus
+    seen = np.zeros(len(grid), dtype=np.int32)
+    for i in range(len(c2w)):
+        cam = (grid - origins[i]) @ c2w[i, :3, :3]  # world -> camera: R^T (p - o)
+        depth = -cam[:, 2]
+        safe = np.maximum(depth, 1e-9)
+        u = cx[i] + fx[i] * cam[:, 0] / safe
+        v = cy[i] - fy[i] * cam[:, 1] / safe
+        seen += (depth > 0) & (u >= 0) & (u <= width[i]) & (v >= 0) & (v <= height[i])
+    inside = seen >= share * len(c2w)
+    lo, hi = focus - half, focus + half
+    if inside.any():
+        pts = grid[inside]
+        cell = 2 * half / res
+        lo, hi = np.maximum(pts.min(0) - cell, lo), np.minimum(pts.max(0) + cell, hi)
+    return np.stack([lo, hi])

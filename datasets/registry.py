@@ -2,6 +2,17 @@
 
 Loaders register a `detect(root) -> bool` and a `load(root, split, opts) -> Scene`; detection
 tries them in order, and a folder that matches none gets an error naming what was looked for.
+
+Folders often hold more than one format's files; the order settles it:
+1. blender: transforms_train.json with a transforms_val.json or transforms_test.json beside it
+   (a lone transforms_train.json that holds frames is an instant-ngp capture: 2.);
+2. transforms: transforms.json (nerfstudio, instant-ngp), even beside nerfstudio's colmap/ model;
+3. colmap: a sparse model (sparse/0, sparse, colmap/sparse/0 or the folder), even beside a
+   poses_bounds.npy (COLMAP's model is the fuller description of the same photos), except when
+   that poses_bounds.npy is forward-facing: LLFF's own scenes ship their sparse/ model too, and
+   are read as LLFF (NDC rays), as the NeRF paper does;
+4. llff: poses_bounds.npy.
+data.format names a loader and skips detection.
 """
 from __future__ import annotations
 
@@ -11,20 +22,28 @@ from typing import Callable
 from nerf.datasets.blender import is_blender, load_blender
 from nerf.datasets.colmap import MODEL_DIRS, is_colmap, load_colmap
 from nerf.datasets.errors import DatasetError
-from nerf.datasets.llff import is_llff, load_llff
+from nerf.datasets.llff import is_llff, llff_forward_facing, load_llff
 from nerf.datasets.options import DataOptions
 from nerf.datasets.scene import Scene
 from nerf.datasets.synthetic import load_synthetic
-from nerf.datasets.transforms_json import is_transforms_json, load_transforms_json
+from nerf.datasets.transforms_json import is_lone_train_capture, is_transforms_json, load_transforms_json
 
-# name -> (detect, load, what detection looks for), tried in this order: an LLFF folder may also
-# hold COLMAP's sparse/ model and a nerfstudio folder its colmap/ one; the more specific file wins
+
+def _blender(root: Path) -> bool:
+    return is_blender(root) and not is_lone_train_capture(root)
+
+
+def _colmap(root: Path) -> bool:
+    return is_colmap(root) and not (is_llff(root) and llff_forward_facing(root))
+
+
+# name -> (detect, load, what detection looks for), tried in this order (see the module docstring)
 FORMATS: dict[str, tuple[Callable[[Path], bool], Callable[[Path, str, DataOptions], Scene], str]] = {
-    "blender": (is_blender, load_blender, "transforms_train.json"),
-    "llff": (is_llff, load_llff, "poses_bounds.npy"),
+    "blender": (_blender, load_blender, "transforms_train.json"),
     "transforms": (is_transforms_json, load_transforms_json, "transforms.json"),
-    "colmap": (is_colmap, load_colmap,
+    "colmap": (_colmap, load_colmap,
                "cameras.bin/.txt + images.bin/.txt in " + ", ".join(d for d in MODEL_DIRS if d != ".") + " or the folder"),
+    "llff": (is_llff, load_llff, "poses_bounds.npy"),
 }
 
 

@@ -6,7 +6,8 @@ its centre at (j + 0.5, i + 0.5); its ray direction in camera space is
 parameter t is the Euclidean distance from the camera centre.
 
 Cameras are passed as any object with c2w (n, 4, 4), fx, fy, cx, cy (n,), width, height and an
-optional distortion (n, 4) (e.g. `datasets.Cameras`); this module does not import datasets.
+optional distortion: lens rows (n, 4) or (n, 7), OpenCV radial-tangential or fisheye per camera
+(see `render.distortion`), e.g. `datasets.Cameras`; this module does not import datasets.
 """
 from __future__ import annotations
 
@@ -59,12 +60,13 @@ def rays_from_pixels(cameras, cam_idx: torch.Tensor, x: torch.Tensor, y: torch.T
     Pass integer pixel indices + 0.5 for pixel centres.
     """
     if getattr(cameras, "distortion", None) is not None:
-        from nerf.render.distortion import undistort_points
+        from nerf.render.distortion import camera_directions
 
-        x, y = undistort_points(x, y, cameras.fx[cam_idx], cameras.fy[cam_idx], cameras.cx[cam_idx],
-                                cameras.cy[cam_idx], cameras.distortion[cam_idx])
-    d_cam = pixel_directions(x, y, cameras.fx[cam_idx], cameras.fy[cam_idx],
-                             cameras.cx[cam_idx], cameras.cy[cam_idx])
+        d_cam = camera_directions(x, y, cameras.fx[cam_idx], cameras.fy[cam_idx], cameras.cx[cam_idx],
+                                  cameras.cy[cam_idx], cameras.distortion[cam_idx])
+    else:
+        d_cam = pixel_directions(x, y, cameras.fx[cam_idx], cameras.fy[cam_idx],
+                                 cameras.cx[cam_idx], cameras.cy[cam_idx])
     c2w = cameras.c2w[cam_idx]
     d_world = torch.einsum("nij,nj->ni", c2w[:, :3, :3], d_cam)
     d_world = torch.nn.functional.normalize(d_world, dim=-1)

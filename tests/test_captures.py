@@ -257,7 +257,7 @@ def test_transforms_json_downscale_masks_and_rgba(tmp_path):
 
 
 def test_errors_name_the_file_and_problem(tmp_path):
-    with pytest.raises(DatasetError, match="no known dataset format.*poses_bounds.npy.*transforms.json.*cameras.bin"):
+    with pytest.raises(DatasetError, match="no known dataset format.*transforms.json.*cameras.bin.*poses_bounds.npy"):
         load_scene(DataOptions(path=str(tmp_path)), "train")
     views, points = make_capture()
     write_colmap(tmp_path / "fish", views, points, [("PINHOLE", [18.0, 18.0, 10.0, 8.0])], "txt")
@@ -273,12 +273,12 @@ def test_errors_name_the_file_and_problem(tmp_path):
     write_transforms(tmp_path / "nofocal", views, [], per_frame=False)
     with pytest.raises(DatasetError, match="transforms.json: frame 0 has no focal length"):
         load_scene(DataOptions(path=str(tmp_path / "nofocal")), "train")
-    write_transforms(tmp_path / "k3", views, [], per_frame=False, extra={"fl_x": 18.0, "k3": 0.1})
-    with pytest.raises(DatasetError, match="'k3' = 0.1 is not supported"):
-        load_scene(DataOptions(path=str(tmp_path / "k3")), "train")
+    write_transforms(tmp_path / "k4", views, [], per_frame=False, extra={"fl_x": 18.0, "k4": 0.1})
+    with pytest.raises(DatasetError, match="'k4' = 0.1 is not supported on a perspective camera"):
+        load_scene(DataOptions(path=str(tmp_path / "k4")), "train")
     # an explicit data.format wins over detection (and fails clearly when it does not fit)
     with pytest.raises(DatasetError, match="no COLMAP model"):
-        load_scene(DataOptions(path=str(tmp_path / "k3"), format="colmap"), "train")
+        load_scene(DataOptions(path=str(tmp_path / "k4"), format="colmap"), "train")
 
 
 def test_colmap_txt_without_points_lines(tmp_path):
