@@ -8,8 +8,8 @@ import torch
 from nerf.config import ConfigError, load_config
 from nerf.datasets import load_scene
 from nerf.fields.grids import DenseGrid, TensoRFVM
-from nerf.runs.run_folder import build_run_model
 from nerf.models.base import SceneInfo
+from nerf.runs.run_folder import build_run_model
 from nerf.training.trainer import Trainer
 
 BOX = [[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]
@@ -40,7 +40,8 @@ def test_resize_keeps_a_bilinear_factor_field_everywhere():
     enc = TensoRFVM(BOX, res=7, n_comp=2)
     u = torch.linspace(0, 1, 7)
     c = torch.randn(4, 3, 1, 1, 2)
-    planes = c[0] + c[1] * u[None, :, None, None] + c[2] * u[None, None, :, None] + c[3] * u[None, :, None, None] * u[None, None, :, None]
+    ui, uj = u[None, :, None, None], u[None, None, :, None]
+    planes = c[0] + c[1] * ui + c[2] * uj + c[3] * ui * uj
     k = torch.randn(2, 3, 1, 2)
     lines = k[0] + k[1] * u[None, :, None]
     with torch.no_grad():

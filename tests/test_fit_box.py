@@ -7,8 +7,8 @@ import torch
 
 from nerf.config import load_config
 from nerf.datasets import load_scene
-from nerf.runs.run_folder import build_run_model
 from nerf.models.base import SceneInfo
+from nerf.runs.run_folder import build_run_model
 from nerf.scene_rays import ndc_frusta_box, pixel_rays
 from tests.test_llff import forward_facing, write_llff
 
