@@ -113,17 +113,21 @@ def axes_focus(c2w: np.ndarray, ridge: float = 1e-3) -> np.ndarray:
 
 def frusta_box(c2w: np.ndarray, fx: np.ndarray, fy: np.ndarray, cx: np.ndarray, cy: np.ndarray,
                width: np.ndarray, height: np.ndarray, min_half_size: float = 2.0, res: int = 48,
-               share: float = 0.5, max_cameras: int = 128) -> np.ndarray:
+               share: float = 0.5, view_factor: float = 1.5, max_cameras: int = 128) -> np.ndarray:
     """(2, 3) box of where the cameras' (n, 4, 4) view frusta meet: the content a capture is
     centred on, for files that give no box and no points.
 
-    A cube around `axes_focus` (half-size: 1.5 times the median camera distance from it, at least
-    `min_half_size`) is cut into res^3 cells; the box holds the cells whose centres at least
-    `share` of the cameras see (in front of the camera and inside its image), padded by one cell.
-    When no cell is seen by that many cameras (cameras looking outward, or along a facade) the
-    whole cube is returned. Intrinsics (n,) per camera, in pixels of images width x height (n,);
-    lens distortion is ignored (the padding covers it). At most `max_cameras`, evenly spaced,
-    are used.
+    1. A cube around `axes_focus` (half-size: 1.5 times the median camera distance from it, at
+       least `min_half_size`) is cut into res^3 cells; the box holds the cells whose centres at
+       least `share` of the cameras see (in front of the camera and inside its image), padded by
+       one cell. When no cell is seen by that many cameras (cameras looking outward, or along a
+       facade) it is the whole cube.
+    2. Where the frusta meet and the cameras look at the focus (median depth > 0), the box is clipped
+       to a cube around it of half-size `view_factor` times the median half-width each camera sees
+       at the focus (its depth times the tangent of its narrower half field of view): what the
+       photos frame is no larger, while the frusta of an arc of cameras also meet far behind it.
+    Intrinsics (n,) per camera, in pixels of images width x height (n,); lens distortion is
+    ignored (the padding covers it). At most `max_cameras`, evenly spaced, are used.
     """
     c2w = np.asarray(c2w, dtype=np.float64)
     keep = np.unique(np.linspace(0, len(c2w) - 1, min(len(c2w), max_cameras)).round().astype(int))
@@ -148,4 +152,11 @@ def frusta_box(c2w: np.ndarray, fx: np.ndarray, fy: np.ndarray, cx: np.ndarray, 
         pts = grid[inside]
         cell = 2 * half / res
         lo, hi = np.maximum(pts.min(0) - cell, lo), np.minimum(pts.max(0) + cell, hi)
+    depth = ((focus - origins) * view_directions(c2w)).sum(-1)
+    if inside.any() and np.median(depth) > 0:
+        tan_half = np.minimum(width / (2 * fx), height / (2 * fy))
+        r = view_factor * float(np.median(np.maximum(depth, 0.0) * tan_half))
+        clo, chi = np.maximum(lo, focus - r), np.minimum(hi, focus + r)
+        if np.all(chi > clo):
+            lo, hi = clo, chi
     return np.stack([lo, hi])

@@ -193,7 +193,7 @@ def _lens(get, has_frame_key, where: str, path: Path) -> tuple[np.ndarray | None
     """The lens row and model name of a frame; `get(key)` reads frame over top level and
     `has_frame_key(key)` says whether the frame itself has the key."""
     for key, name in NGP_LENS_KEYS.items():
-        if get(key) not in (None, False):
+        if get(key) is not None:
             raise DatasetError(f"{path}: {where} uses instant-ngp's {name} lens ('{key}'), which is not supported "
                                "(perspective OPENCV and OPENCV_FISHEYE only)")
     model = get("camera_model")
@@ -480,7 +480,7 @@ def load_transforms_json(root: Path, split: str, opts: DataOptions) -> Scene:
     for k, fr in enumerate(frames):
         if not isinstance(fr, dict) or "file_path" not in fr or "transform_matrix" not in fr:
             raise DatasetError(f"{path}: frame {k} needs 'file_path' and 'transform_matrix'")
-    order = sorted(range(len(frames)), key=lambda k: str(frames[k]["file_path"]))
+    order = sorted(range(len(frames)), key=lambda k: str(frames[k]["file_path"]).replace("\\", "/"))
     frames = [frames[k] for k in order]
     folder, area = image_factor(root, _image_path(root, frames[0]["file_path"]), opts.downscale)
     parsed = [frame_from_json(root, path, meta, fr, order[k], folder) for k, fr in enumerate(frames)]
