@@ -221,7 +221,7 @@ class Trainer:
             return None
         self.collapse_reported = True
         return (f"warning: the field collapsed to {kind} at step {self.step}; training will not recover on its own. "
-                f"Try a lower train.lr, another --seed, or model.density_activation=softplus")
+                f"Try a lower train.lr, another --seed, or (the paper model) model.nerf.density_activation=softplus")
 
     def log_eval_view(self, writer: SummaryWriter) -> dict[str, float]:
         """Render the first val view and log its figures and images."""
