@@ -4,6 +4,11 @@ Looked for in sparse/0, sparse, colmap/sparse/0 or the folder itself (the first 
 cameras.* and images.*; .bin before .txt), with the photos in images/ (images_K when
 data.downscale = K > 1 and that folder exists, else images/ area-downscaled by K).
 
+The files are read by `pycolmap.Reconstruction` (COLMAP's own reader: the legacy layout and
+the rigs/frames one of COLMAP 3.12+). Two things COLMAP's reader does not take are patched in a
+temporary copy first: a model without its points3D file (read as having no points), and an
+images.txt whose exporter left out the POINTS2D line of each image.
+
 Camera models: SIMPLE_PINHOLE (f, cx, cy), PINHOLE (fx, fy, cx, cy), SIMPLE_RADIAL (f, cx, cy, k),
 RADIAL (f, cx, cy, k1, k2), OPENCV (fx, fy, cx, cy, k1, k2, p1, p2); distortion is undistorted
 when rays are made. COLMAP's pixel convention (centre of the top-left pixel at (0.5, 0.5)) is ours.
@@ -17,7 +22,9 @@ imgs2poses does, widened by 10%).
 """
 from __future__ import annotations
 
+import shutil
 import struct
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -28,15 +35,7 @@ from nerf.datasets.options import DataOptions
 from nerf.datasets.scene import Scene
 
 MODEL_DIRS = ("sparse/0", "sparse", "colmap/sparse/0", ".")
-# model id -> (name, number of parameters)
-CAMERA_MODELS = {
-    0: ("SIMPLE_PINHOLE", 3), 1: ("PINHOLE", 4), 2: ("SIMPLE_RADIAL", 4), 3: ("RADIAL", 5), 4: ("OPENCV", 8),
-    5: ("OPENCV_FISHEYE", 8), 6: ("FULL_OPENCV", 12), 7: ("FOV", 5), 8: ("SIMPLE_RADIAL_FISHEYE", 4),
-    9: ("RADIAL_FISHEYE", 5), 10: ("THIN_PRISM_FISHEYE", 12),
-}
-MODEL_IDS = {name: (i, n) for i, (name, n) in CAMERA_MODELS.items()}
 SUPPORTED = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
-POINT2D = np.dtype([("x", "<f8"), ("y", "<f8"), ("id", "<i8")])
 
 
 def find_model(root: Path) -> tuple[Path, str] | None:
@@ -53,159 +52,59 @@ def is_colmap(root: Path) -> bool:
     return find_model(root) is not None
 
 
-# ------------------------------------------------------------------------------------ file readers
+# ------------------------------------------------------------------------------------ reading
 
-class _Bytes:
-    """Sequential little-endian reads from a file's bytes; running short is a one-line error."""
-
-    def __init__(self, path: Path):
-        self.path, self.data, self.pos = path, path.read_bytes(), 0
-
-    def read(self, fmt: str):
-        size = struct.calcsize("<" + fmt)
-        if self.pos + size > len(self.data):
-            raise DatasetError(f"{self.path}: truncated at byte {self.pos} (a corrupt or unfinished model)")
-        out = struct.unpack_from("<" + fmt, self.data, self.pos)
-        self.pos += size
-        return out
-
-    def read_string(self) -> str:
-        end = self.data.find(b"\0", self.pos)
-        if end < 0:
-            raise DatasetError(f"{self.path}: truncated image name at byte {self.pos}")
-        s = self.data[self.pos:end].decode("utf-8", errors="replace")
-        self.pos = end + 1
-        return s
-
-    def read_array(self, dtype: np.dtype, count: int) -> np.ndarray:
-        size = dtype.itemsize * count
-        if self.pos + size > len(self.data):
-            raise DatasetError(f"{self.path}: truncated at byte {self.pos} (a corrupt or unfinished model)")
-        out = np.frombuffer(self.data, dtype=dtype, count=count, offset=self.pos)
-        self.pos += size
-        return out
-
-
-def _check_params(path: Path, cam_id: int, model: str, params) -> tuple[str, np.ndarray]:
-    if model not in SUPPORTED:
-        raise DatasetError(f"{path}: camera {cam_id} uses the {model} model; supported: {', '.join(SUPPORTED)}")
-    params = np.asarray(params, dtype=np.float64)
-    if params.size != MODEL_IDS[model][1]:
-        raise DatasetError(f"{path}: camera {cam_id} ({model}) needs {MODEL_IDS[model][1]} parameters, "
-                           f"got {params.size}")
-    return model, params
-
-
-def read_cameras_bin(path: Path) -> dict[int, tuple[str, int, int, np.ndarray]]:
-    """camera id -> (model name, width, height, params)."""
-    r = _Bytes(path)
-    (n,) = r.read("Q")
-    cams = {}
-    for _ in range(n):
-        cam_id, model_id, w, h = r.read("iiQQ")
-        if model_id not in CAMERA_MODELS:
-            raise DatasetError(f"{path}: camera {cam_id} has unknown model id {model_id}")
-        name, n_params = CAMERA_MODELS[model_id]
-        params = r.read("d" * n_params)
-        model, params = _check_params(path, cam_id, name, params)
-        cams[cam_id] = (model, w, h, params)
-    return cams
-
-
-
-def _records(path: Path):
-    """(line number, whitespace-split fields) of each non-empty, non-comment line of a COLMAP .txt file."""
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        line = line.strip()
-        if line and not line.startswith("#"):
-            yield lineno, line.split()
-
-def read_cameras_txt(path: Path) -> dict[int, tuple[str, int, int, np.ndarray]]:
-    cams = {}
-    for lineno, parts in _records(path):
-        try:
-            cam_id, model, w, h = int(parts[0]), parts[1].upper(), int(parts[2]), int(parts[3])
-            params = [float(p) for p in parts[4:]]
-        except (ValueError, IndexError):
-            raise DatasetError(f"{path}: line {lineno} is not 'CAMERA_ID MODEL WIDTH HEIGHT PARAMS...'") from None
-        if model not in MODEL_IDS:
-            raise DatasetError(f"{path}: line {lineno} has unknown camera model {model}")
-        model, params = _check_params(path, cam_id, model, params)
-        cams[cam_id] = (model, w, h, params)
-    return cams
-
-
-def read_images_bin(path: Path) -> list[dict]:
-    """Per registered image: id, qvec (4,), tvec (3,), camera_id, name, point3d_ids (m,)."""
-    r = _Bytes(path)
-    (n,) = r.read("Q")
-    images = []
-    for _ in range(n):
-        image_id, qw, qx, qy, qz, tx, ty, tz, cam_id = r.read("idddddddi")
-        name = r.read_string()
-        (n_pts,) = r.read("Q")
-        pts = r.read_array(POINT2D, n_pts)
-        images.append({"id": image_id, "qvec": np.array([qw, qx, qy, qz]), "tvec": np.array([tx, ty, tz]),
-                       "camera_id": cam_id, "name": name, "point3d_ids": pts["id"][pts["id"] >= 0].copy()})
-    return images
-
-
-def read_images_txt(path: Path) -> list[dict]:
-    lines = [ln for ln in path.read_text().splitlines() if not ln.startswith("#")]
-    images, i = [], 0
+def _images_txt_with_points_lines(path: Path) -> str | None:
+    """images.txt with an (empty) POINTS2D line after each image that lacks one, or None when
+    every image has its line. A line after an image's header is its POINTS2D line when it
+    parses as (X, Y, POINT3D_ID) triples; otherwise it is the next image."""
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    out, i, patched = [], 0, False
     while i < len(lines):
-        header = lines[i].strip()
-        if not header:
-            i += 1
-            continue
-        parts = header.split()
+        out.append(lines[i])
+        nxt = lines[i + 1].split() if i + 1 < len(lines) else []
         try:
-            image_id = int(parts[0])
-            q = np.array([float(v) for v in parts[1:5]])
-            t = np.array([float(v) for v in parts[5:8]])
-            cam_id = int(parts[8])
-            name = " ".join(parts[9:])
-            if q.size != 4 or t.size != 3 or not name:
+            if not nxt or len(nxt) % 3:
                 raise ValueError
-        except (ValueError, IndexError):
-            raise DatasetError(f"{path}: '{header[:60]}' is not 'IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME'") from None
-        # the POINTS2D line (empty when an image has none); some exporters leave it out entirely,
-        # so a next line that does not parse as (X, Y, POINT3D_ID) triples is the next image
-        pts_line = lines[i + 1].split() if i + 1 < len(lines) else []
-        try:
-            if len(pts_line) % 3:
-                raise ValueError
-            ids = np.array([int(v) for v in pts_line[2::3]], dtype=np.int64)
+            [(float(x), float(y), int(p)) for x, y, p in zip(nxt[0::3], nxt[1::3], nxt[2::3])]
+            out.append(lines[i + 1])
             i += 2
         except ValueError:
-            ids = np.zeros(0, dtype=np.int64)
+            out.append("")
+            patched = True
             i += 1
-        images.append({"id": image_id, "qvec": q, "tvec": t, "camera_id": cam_id, "name": name,
-                       "point3d_ids": ids[ids >= 0]})
-    return images
+    return "\n".join(out) + "\n" if patched else None
 
 
-def read_points_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Point ids (m,) and positions (m, 3); the tracks are skipped."""
-    r = _Bytes(path)
-    (n,) = r.read("Q")
-    ids, xyz = np.empty(n, dtype=np.int64), np.empty((n, 3))
-    for k in range(n):
-        pid, x, y, z, _, _, _, _, track_len = r.read("QdddBBBdQ")
-        r.pos += 8 * track_len
-        ids[k], xyz[k] = pid, (x, y, z)
-    return ids, xyz
+def _read_reconstruction(model_dir: Path, ext: str):
+    """The model in `model_dir` as a `pycolmap.Reconstruction`; a one-line error if it does not read."""
+    import pycolmap
 
-
-def read_points_txt(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    ids, xyz = [], []
-    for lineno, parts in _records(path):
+    points = model_dir / f"points3D.{ext}"
+    images_txt = _images_txt_with_points_lines(model_dir / "images.txt") if ext == "txt" else None
+    with tempfile.TemporaryDirectory(prefix="colmap-") as tmp:
+        src = model_dir
+        if images_txt is not None or not points.is_file():
+            src = Path(tmp)
+            for f in model_dir.iterdir():
+                if f.is_file() and f.suffix == f".{ext}":
+                    shutil.copyfile(f, src / f.name)
+            if images_txt is not None:
+                (src / "images.txt").write_text(images_txt)
+            if not points.is_file():
+                if ext == "bin":
+                    (src / points.name).write_bytes(struct.pack("<Q", 0))
+                else:
+                    (src / points.name).write_text("")
+        rec = pycolmap.Reconstruction()
         try:
-            ids.append(int(parts[0]))
-            xyz.append([float(v) for v in parts[1:4]])
-        except (ValueError, IndexError):
-            raise DatasetError(f"{path}: line {lineno} is not 'POINT3D_ID X Y Z R G B ERROR TRACK...'") from None
-    return np.array(ids, dtype=np.int64), np.array(xyz, dtype=np.float64).reshape(-1, 3)
+            rec.read_binary(src) if ext == "bin" else rec.read_text(src)
+        except Exception as exc:  # noqa: BLE001 - pycolmap raises ValueError, IndexError, RuntimeError...
+            text = str(exc).strip()
+            first = text.splitlines()[0] if text else type(exc).__name__
+            raise DatasetError(f"{model_dir}: cannot read the COLMAP model in .{ext} (a corrupt or unfinished model: "
+                               f"{first})") from None
+    return rec
 
 
 # ------------------------------------------------------------------------------------- conversion
@@ -250,6 +149,21 @@ def intrinsics(model: str, params: np.ndarray) -> tuple[float, float, float, flo
     return f, f, cx, cy, dist if np.any(dist != 0) else None
 
 
+def image_records(rec) -> list[dict]:
+    """Per registered image of a `pycolmap.Reconstruction`, sorted by name: id, qvec (w, x, y, z),
+    tvec (3,), camera_id, name, point3d_ids (m,) of the points it sees."""
+    out = []
+    for image_id in rec.reg_image_ids():
+        im = rec.images[image_id]
+        pose = im.cam_from_world()
+        x, y, z, w = np.asarray(pose.rotation.quat, dtype=np.float64)
+        ids = np.array([p.point3D_id for p in im.get_observation_points2D()], dtype=np.int64)
+        out.append({"id": int(image_id), "qvec": np.array([w, x, y, z]),
+                    "tvec": np.asarray(pose.translation, dtype=np.float64), "camera_id": int(im.camera_id),
+                    "name": im.name, "point3d_ids": ids})
+    return sorted(out, key=lambda im: im["name"])
+
+
 def depth_range(images: list[dict], point_ids: np.ndarray, xyz: np.ndarray) -> tuple[float, float] | None:
     """(near, far) over all images from the points each sees: the 0.1 percentile of their depth
     along the optical axis (a lower bound on ray distance) and the 99.9 percentile of their
@@ -284,17 +198,19 @@ def load_colmap(root: Path, split: str, opts: DataOptions) -> Scene:
         raise DatasetError(f"{root}: no COLMAP model (cameras and images .bin or .txt) in "
                            f"{', '.join(MODEL_DIRS)}")
     model_dir, ext = found
-    if ext == "bin":
-        cams = read_cameras_bin(model_dir / "cameras.bin")
-        images = read_images_bin(model_dir / "images.bin")
-    else:
-        cams = read_cameras_txt(model_dir / "cameras.txt")
-        images = read_images_txt(model_dir / "images.txt")
+    rec = _read_reconstruction(model_dir, ext)
+    cams = {}
+    for cam_id, cam in rec.cameras.items():
+        model = cam.model.name
+        if model not in SUPPORTED:
+            raise DatasetError(f"{model_dir / f'cameras.{ext}'}: camera {cam_id} uses the {model} model; "
+                               f"supported: {', '.join(SUPPORTED)}")
+        cams[cam_id] = (model, int(cam.width), int(cam.height), np.asarray(cam.params, dtype=np.float64))
+    images = image_records(rec)
     if not images:
         raise DatasetError(f"{model_dir / f'images.{ext}'}: no registered images")
-    points_file = model_dir / f"points3D.{ext}"
-    point_ids, xyz = (read_points_bin(points_file) if ext == "bin" else read_points_txt(points_file)) \
-        if points_file.is_file() else (np.zeros(0, dtype=np.int64), np.zeros((0, 3)))
+    point_ids = np.array(list(rec.points3D.keys()), dtype=np.int64)
+    xyz = np.array([p.xyz for p in rec.points3D.values()], dtype=np.float64).reshape(-1, 3)
 
     k = opts.downscale
     image_dir, factor = root / "images", k
@@ -303,16 +219,12 @@ def load_colmap(root: Path, split: str, opts: DataOptions) -> Scene:
     if not image_dir.is_dir():
         raise DatasetError(f"{image_dir}: image folder not found (COLMAP model in {model_dir})")
 
-    images = sorted(images, key=lambda im: im["name"])
     frames = []
     for im in images:
-        if im["camera_id"] not in cams:
-            raise DatasetError(f"{model_dir / f'images.{ext}'}: image {im['name']} uses camera {im['camera_id']}, "
-                               f"which cameras.{ext} does not define")
         model, w, h, params = cams[im["camera_id"]]
         fx, fy, cx, cy, dist = intrinsics(model, params)
         frames.append(Frame(path=image_dir / im["name"], c2w=colmap_to_c2w(im["qvec"], im["tvec"]),
-                            fx=fx, fy=fy, cx=cx, cy=cy, width=int(w), height=int(h), distortion=dist))
+                            fx=fx, fy=fy, cx=cx, cy=cy, width=w, height=h, distortion=dist))
     bbox = None
     if len(xyz) >= 8:
         bbox = np.percentile(xyz, [1.0, 99.0], axis=0)
