@@ -50,8 +50,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--views", type=int, default=25, help="test views scored (evenly spaced; default 25)")
     p.add_argument("--frames", type=int, default=None, help="render-video frames (default 10; --tiny 3)")
     p.add_argument("--test-timeout", type=float, default=240.0, help="wall-clock limit of the test suite, s")
-    p.add_argument("--test-workers", type=int, default=0,
-                   help="run the tests in N processes (pytest-xdist, when installed; default 0: one process)")
+    p.add_argument("--test-workers", type=int, default=None,
+                   help="run the tests in N processes, each with CPUs/N threads (pytest-xdist, when installed); "
+                        "default: half the CPUs, at most 8, where there are 8 or more (--tiny: 1)")
     p.add_argument("--out", type=Path, default=None,
                    help="work folder for the run and logs (default runs/gpu-check; --tiny needs it or uses "
                         "runs/gpu-check-tiny)")
@@ -66,6 +67,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a = p.parse_args(argv)
     a.device = a.device or ("cpu" if a.tiny else "cuda")
     a.frames = a.frames or (3 if a.tiny else 10)
+    if a.test_workers is None:
+        cpus = os.cpu_count() or 1
+        a.test_workers = 1 if a.tiny or cpus < 8 else min(8, cpus // 2)
     a.out = a.out or ROOT / "runs" / ("gpu-check-tiny" if a.tiny else "gpu-check")
     if a.tiny and a.record is not None and a.record.resolve().is_relative_to(RESULTS):
         p.error("--tiny figures are not results: its --record must lie outside benchmarks/results/")
@@ -156,23 +160,33 @@ class GpuMemoryPoll:
 
 
 PYTEST_COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected)")
+# one line per test with -v: "tests/t.py::name PASSED [ 5%]", or under xdist "[gw3] [ 5%] PASSED tests/t.py::name"
+OUTCOMES = {"PASSED": "passed", "FAILED": "failed", "ERROR": "errors", "SKIPPED": "skipped", "XFAIL": "xfailed",
+            "XPASS": "xpassed"}
+WORD = "|".join(OUTCOMES)
+TEST_LINE = re.compile(rf"^(?:\[gw\d+\] \[\s*\d+%\] ({WORD}) (\S.*?)|(\S+?::.*?) ({WORD}))\s*(?:\[\s*\d+%\])?\s*$")
 
 
 def pytest_counts(text: str) -> dict:
-    """passed/failed/... from pytest's last summary line, or, when it was killed before that,
-    from the progress characters printed so far (marked partial)."""
+    """passed/failed/... from pytest's last summary line, or, when it was killed before that, from
+    the per-test lines printed so far (marked partial); the ids of the failed tests either way."""
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    counts = dict.fromkeys(OUTCOMES.values(), 0)
+    failed_ids = []
+    for line in lines:
+        m = TEST_LINE.match(line.strip())
+        if m:
+            word, test = (m.group(1), m.group(2)) if m.group(1) else (m.group(4), m.group(3))
+            counts[OUTCOMES[word]] += 1
+            if word in ("FAILED", "ERROR"):
+                failed_ids.append(test)
     for line in reversed(lines[-3:]):
         found = PYTEST_COUNT.findall(line)
         if (found and " in " in line) or line.strip("= ").startswith("no tests ran"):
-            counts = dict.fromkeys(("passed", "failed", "errors", "skipped", "xfailed", "xpassed"), 0)
+            counts = dict.fromkeys(OUTCOMES.values(), 0)
             counts.update({("errors" if k.startswith("error") else k): int(n) for n, k in found})
-            return {"summary": line.strip("= ").strip(), **counts}
-    progress = "".join(re.sub(r"\s*\[\s*\d+%\]\s*$", "", ln) for ln in lines
-                       if re.fullmatch(r"[.FEsxX]+(\s*\[\s*\d+%\])?", ln.strip()))
-    return {"summary": "partial", "partial": True, "passed": progress.count("."), "failed": progress.count("F"),
-            "errors": progress.count("E"), "skipped": progress.count("s"), "xfailed": progress.count("x"),
-            "xpassed": progress.count("X")}
+            return {"summary": line.strip("= ").strip(), **counts, "failed_tests": failed_ids}
+    return {"summary": "partial", "partial": True, **counts, "failed_tests": failed_ids}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,12 +216,16 @@ def stage_tests(a) -> dict:
     if a.test_workers > 1:
         if importlib.util.find_spec("xdist") is None:
             print("gpu_check: pytest-xdist is not installed: the tests run in one process", flush=True)
-        else:
+        else:  # N processes of all the CPUs' threads each would oversubscribe the CPUs many times over
             workers = ["-n", str(a.test_workers)]
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *workers, "--ignore", THIS_TEST, *targets]
+            threads = str(max(1, (os.cpu_count() or 1) // a.test_workers))
+            env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    # -v: one line per test, so a run killed at the time limit still names what failed so far
+    cmd = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", *workers, "--ignore", THIS_TEST, *targets]
     code, text = run_logged(cmd, a.out / "logs" / "tests.log", a.test_timeout, env)
     counts = pytest_counts(text)
-    result = {"command": " ".join(["NERF_TEST_DEVICE=" + a.device, "python", *cmd[1:]]), "exit": code, **counts}
+    prefix = [f"{k}={env[k]}" for k in ("NERF_TEST_DEVICE", "OMP_NUM_THREADS") if k in env]
+    result = {"command": " ".join([*prefix, "python", *cmd[1:]]), "exit": code, **counts}
     if code is None:
         result["error"] = f"timed out after {a.test_timeout:g} s (counts so far: {counts['passed']} passed, " \
                           f"{counts['failed']} failed)"
@@ -324,6 +342,7 @@ def table(record: dict) -> str:
     ]
     lines = ["| figure | value |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in rows]
     failed = [f"- {k}: {v['error']}" for k, v in s.items() if not v.get("ok", True)]
+    failed += [f"  - {t}" for t in tests.get("failed_tests", [])]
     return "\n".join(lines + ([""] + ["Failed stages:"] + failed if failed else []))
 
 

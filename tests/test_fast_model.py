@@ -271,7 +271,7 @@ def test_skipping_the_pruning_pass_adds_only_steps_behind_opaque_surfaces(traine
     (early_stop is raised to 1e-2 here: after 200 CI steps few rays fall below the default 1e-4.)"""
     tr, _, _ = trained
     model = tr.model.train()
-    rays = view_rays(tr.scene.cameras, 0, tr.info)
+    rays = view_rays(tr.scene.cameras, 0, tr.info).to(DEVICE)
     share, probe, early_stop = model.kept_share.clone(), model._probe, model.fc.early_stop
     try:
         model.fc.early_stop = 1e-2
@@ -295,7 +295,7 @@ def test_render_first_round_changes_the_work_not_the_image(trained):
     briefly trained scene do stop within their first rounds.)"""
     tr, _, _ = trained
     model = tr.model.eval()
-    rays = view_rays(tr.scene.cameras, 0, tr.info)
+    rays = view_rays(tr.scene.cameras, 0, tr.info).to(DEVICE)
     first, stop = model.fc.render_first_round, model.fc.render_early_stop
     outs = {}
     try:
