@@ -16,6 +16,15 @@ class SyntheticOptions:
     supersample: int = 2
     fov_degrees: float = 40.0
     random_content: bool = False  # draw the shapes from the seed too (seed 0 stays the reference scene)
+    # Materials and shapes real benchmarks have (datasets/synthetic.py), each off by default:
+    gloss: float = 0.0  # weight of a white Blinn-Phong highlight on every surface (moves with the view)
+    shininess: float = 40.0  # its exponent
+    metal: bool = False  # the blue sphere becomes polished metal mirroring a procedural environment
+    rods: int = 0  # thin upright rods standing on the slab in a ring
+    rod_radius: float = 0.015  # their radius (a 64x64 view's pixel spans about 0.045 at the centre)
+    grille: bool = False  # an upright panel of fine black and white bars behind the objects
+    grille_period: float = 0.1  # width of one black and one white bar
+    glass: float = 0.0  # opacity of a tinted semi-transparent sphere in front (0: none)
 
 
 @dataclass
@@ -69,4 +78,12 @@ class DataOptions:
             errs.append(f"data.synthetic.supersample: must be >= 1, got {s.supersample}")
         if not 1.0 <= s.fov_degrees <= 170.0:
             errs.append(f"data.synthetic.fov_degrees: must be in [1, 170], got {s.fov_degrees}")
+        if s.gloss < 0 or s.shininess <= 0:
+            errs.append(f"data.synthetic.gloss/shininess: must be >= 0 and > 0, got {s.gloss}, {s.shininess}")
+        if s.rods < 0 or not 0 < s.rod_radius < 0.2:
+            errs.append(f"data.synthetic.rods/rod_radius: must be >= 0 and in (0, 0.2), got {s.rods}, {s.rod_radius}")
+        if not 0 < s.grille_period < 1:
+            errs.append(f"data.synthetic.grille_period: must be in (0, 1), got {s.grille_period}")
+        if not 0 <= s.glass < 1:
+            errs.append(f"data.synthetic.glass: must be in [0, 1), got {s.glass}")
         return errs

@@ -11,6 +11,12 @@ Any seed and resolution are generated in memory in about a second.
 With `random_content` the seed also draws the shapes (positions, sizes, rotation, colours and
 texture frequencies of the two spheres and the box; the slab stays): a family of scenes for
 meta-learning. Seed 0 is always the reference scene above, with or without it.
+
+Variants with what real benchmarks have and the reference scene lacks, each a `data.synthetic.*`
+option and still exact: `gloss` (a white highlight that moves with the view), `metal` (the blue
+sphere mirrors a procedural environment: colour that depends on the view alone), `rods` (thin
+upright tubes a pixel or two wide), `grille` (a panel of fine high-contrast bars) and `glass`
+(a semi-transparent tinted sphere, composited exactly over what lies behind it).
 """
 from __future__ import annotations
 
@@ -133,6 +139,106 @@ def shade(origins: torch.Tensor, dirs: torch.Tensor, content: tuple | None = Non
     return colour.clamp(0, 1), best_t
 
 
+SLAB_TOP = BOXES[1][0][2] + BOXES[1][1][2]
+# rods stand on a ring of this radius (clear of the reference shapes), from the slab's underside up
+ROD_RING, ROD_BOTTOM, ROD_TOP = 1.02, BOXES[1][0][2] - BOXES[1][1][2], 0.55
+GRILLE_BOX = ((0.0, 0.98, -0.02), (0.75, 0.01, 0.48), 0.0)  # centre, half size, rotation: behind the spheres
+GLASS = ((-0.30, -0.80, SLAB_TOP + 0.23), 0.22, (0.55, 0.85, 1.0))  # centre, radius, tint
+METAL_TINT = torch.tensor([0.95, 0.88, 0.70])
+
+
+def environment(r: torch.Tensor) -> torch.Tensor:
+    """(n, 3) colour the metal sphere mirrors in the unit directions `r` (n, 3): a sky that
+    brightens upwards, crossed by coloured bands around the horizon."""
+    up = r[:, 2:3]
+    sky = torch.tensor([0.25, 0.45, 0.85]) * (0.5 + 0.5 * up) + torch.tensor([0.9, 0.6, 0.3]) * (0.5 - 0.5 * up)
+    bands = 0.5 + 0.5 * torch.tanh(6.0 * torch.sin(5.0 * torch.atan2(r[:, 1], r[:, 0])))[:, None]
+    return (sky * (0.55 + 0.45 * bands)).clamp(0, 1)
+
+
+def _tube_hits(o, d, axis_xy, radius, z0, z1):
+    """Distance to the first hit (inf on miss) of an upright open tube (x - ax)^2 + (y - ay)^2 = r^2,
+    z0 <= z <= z1, and its normal facing the ray."""
+    ox, dx = o[:, :2] - torch.tensor(axis_xy), d[:, :2]
+    a = (dx * dx).sum(-1).clamp_min(1e-12)
+    b = (ox * dx).sum(-1)
+    disc = b * b - a * ((ox * ox).sum(-1) - radius**2)
+    sq = torch.sqrt(disc.clamp_min(0))
+    t = torch.full_like(b, math.inf)
+    for cand in ((-b + sq) / a, (-b - sq) / a):  # the nearer one last, so it wins when valid
+        z = o[:, 2] + d[:, 2] * cand
+        ok = (disc > 0) & (cand > 1e-6) & (z >= z0) & (z <= z1)
+        t = torch.where(ok, cand, t)
+    p = o + d * t.nan_to_num(posinf=0.0)[:, None]
+    n = torch.nn.functional.pad(p[:, :2] - torch.tensor(axis_xy), (0, 1)) / radius
+    n = torch.where(((n * d).sum(-1, keepdim=True) > 0), -n, n)
+    return t, n
+
+
+def shade_variant(origins: torch.Tensor, dirs: torch.Tensor, content: tuple | None,
+                  so) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Exact premultiplied colour (n, 3), alpha (n,) and hit distance (n,) of unit rays through the
+    scene with the variants `so` (SyntheticOptions) asks for; the reference scene's `shade` when
+    none is on."""
+    spheres, boxes = content if content is not None else (SPHERES, BOXES)
+    colour, t = shade(origins, dirs, content)
+    hit = torch.isfinite(t)
+    p = origins + dirs * t.nan_to_num(posinf=0.0)[:, None]
+    if so.metal or so.gloss:
+        normal = torch.zeros_like(p)  # the normal at the hit, recomputed for the shapes that need it
+        for centre, radius, *_ in spheres:
+            on = hit & ((p - torch.tensor(centre)).norm(dim=-1) - radius).abs().lt(1e-4)
+            normal = torch.where(on[:, None], (p - torch.tensor(centre)) / radius, normal)
+        for centre, half, deg, *_ in boxes:
+            tb, nb = _box_hits(origins, dirs, centre, half, deg)
+            normal = torch.where((hit & (tb == t))[:, None], nb, normal)
+    if so.metal:
+        centre, radius = spheres[1][0], spheres[1][1]
+        on = hit & ((p - torch.tensor(centre)).norm(dim=-1) - radius).abs().lt(1e-4)
+        n = normal
+        mirrored = dirs - 2.0 * (dirs * n).sum(-1, keepdim=True) * n
+        colour = torch.where(on[:, None], METAL_TINT * environment(mirrored), colour)
+    if so.gloss:
+        h = torch.nn.functional.normalize(LIGHT - dirs, dim=-1)
+        spec = (normal * h).sum(-1).clamp_min(0.0) ** so.shininess * (normal @ LIGHT > 0)
+        colour = torch.where(hit[:, None], (colour + so.gloss * spec[:, None]).clamp(0, 1), colour)
+    extra = []  # (distance, colour) of the added opaque shapes
+    for k in range(so.rods):
+        ang = 2 * math.pi * (k + 0.5) / so.rods
+        tr, nr = _tube_hits(origins, dirs, (ROD_RING * math.cos(ang), ROD_RING * math.sin(ang)), so.rod_radius,
+                            ROD_BOTTOM, ROD_TOP)
+        lit = AMBIENT + (1 - AMBIENT) * (nr @ LIGHT).clamp_min(0.0)
+        extra.append((tr, torch.tensor([0.30, 0.28, 0.26]) * lit[:, None]))
+    if so.grille:
+        centre, half, deg = GRILLE_BOX
+        tg, ng = _box_hits(origins, dirs, centre, half, deg)
+        pg = origins + dirs * tg.nan_to_num(posinf=0.0)[:, None]
+        bar = (torch.sin(2 * math.pi * pg[:, 0] / so.grille_period) > 0).float()[:, None]
+        lit = AMBIENT + (1 - AMBIENT) * (ng @ LIGHT).abs()
+        extra.append((tg, (0.05 + 0.9 * bar) * lit[:, None]))
+    for te, ce in extra:
+        closer = te < t
+        colour = torch.where(closer[:, None], ce.clamp(0, 1), colour)
+        t = torch.where(closer, te, t)
+    alpha = torch.isfinite(t).float()
+    rgb = colour * alpha[:, None]
+    if so.glass:
+        centre, radius, tint = GLASS
+        tg, ng = _sphere_hits(origins, dirs, centre, radius)
+        front = tg < t
+        lit = AMBIENT + (1 - AMBIENT) * (ng @ LIGHT).clamp_min(0.0)
+        glass_rgb = torch.tensor(tint) * lit[:, None]
+        a = so.glass * front.float()
+        rgb = a[:, None] * glass_rgb + (1 - a[:, None]) * rgb
+        alpha = a + (1 - a) * alpha
+        t = torch.where(front, tg, t)
+    return rgb, alpha, t
+
+
+def has_variants(so) -> bool:
+    return bool(so.gloss or so.metal or so.rods or so.grille or so.glass)
+
+
 def camera_positions(n: int, generator: torch.Generator) -> torch.Tensor:
     """`n` random points on the sphere of radius 4, elevation between -15 and 75 degrees."""
     az = torch.rand(n, generator=generator) * 2 * math.pi
@@ -153,17 +259,27 @@ def make_cameras(opts: SyntheticOptions, split: str) -> Cameras:
     return Cameras(c2w=c2w, fx=full(focal), fy=full(focal), cx=full(res / 2), cy=full(res / 2), width=res, height=res)
 
 
-def render_view(cameras: Cameras, index: int, supersample: int,
-                content: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Premultiplied RGB (H, W, 3), alpha (H, W) and pixel-centre depth (H, W) of one view."""
+def render_view(cameras: Cameras, index: int, supersample: int, content: tuple | None = None,
+                so=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Premultiplied RGB (H, W, 3), alpha (H, W) and pixel-centre depth (H, W) of one view, with
+    the variants of `so` (SyntheticOptions) when given. Depth is the first surface's, the glass
+    sphere's included."""
     h, w = cameras.height, cameras.width
+    variants = so is not None and has_variants(so)
     rays = image_rays(cameras, index, NEAR, FAR, scale=supersample)
-    colour, t = shade(rays.origins, rays.directions, content)
-    hit = torch.isfinite(t).float()
-    rgba = torch.cat([colour * hit[:, None], hit[:, None]], -1).reshape(h * supersample, w * supersample, 4)
+    if variants:
+        rgb, alpha, _ = shade_variant(rays.origins, rays.directions, content, so)
+    else:
+        rgb, t = shade(rays.origins, rays.directions, content)
+        alpha = torch.isfinite(t).float()
+        rgb = rgb * alpha[:, None]
+    rgba = torch.cat([rgb, alpha[:, None]], -1).reshape(h * supersample, w * supersample, 4)
     rgba = downscale_area(rgba, supersample)
     centre = image_rays(cameras, index, NEAR, FAR)
-    _, depth = shade(centre.origins, centre.directions, content)
+    if variants:
+        depth = shade_variant(centre.origins, centre.directions, content, so)[2]
+    else:
+        depth = shade(centre.origins, centre.directions, content)[1]
     return rgba[..., :3], rgba[..., 3], depth.reshape(h, w)
 
 
@@ -177,7 +293,7 @@ def load_synthetic(split: str, opts: DataOptions) -> Scene:
         cams = cams.scaled(1.0 / opts.downscale)
     bg = torch.ones(3) if opts.background == "white" else torch.zeros(3)
     content = scene_content(so.seed, so.random_content)
-    views = [render_view(cams, i, so.supersample, content) for i in range(len(cams))]
+    views = [render_view(cams, i, so.supersample, content, so) for i in range(len(cams))]
     rgb = torch.stack([v[0] for v in views])
     alpha = torch.stack([v[1] for v in views])
     depth = torch.stack([v[2] for v in views])

@@ -1,0 +1,88 @@
+"""The built-in scene's material and shape variants against the plain scene at the same budget.
+
+Each variant (data.synthetic.gloss, metal, rods, grille, glass) is trained with the no-argument
+config (configs/builtin.yaml) for the same number of steps as the plain scene, then scored on
+all test views: PSNR, SSIM, and, for the thin rods, how opaque the render is where the truth
+is (the rods must not be see-through). Steps, not minutes, make the budget, so a busy machine
+changes the time, not the figures.
+
+    python benchmarks/builtin_variants.py --steps 500 --tag default
+    python benchmarks/builtin_variants.py --steps 500 --tag try1 model.fast.sh_degree=4 ...
+
+Writes benchmarks/results/builtin_variants_<tag>.json and prints a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import RESULTS, machine, write_json  # noqa: E402
+from nerf.config import load_config  # noqa: E402
+from nerf.datasets import load_scene  # noqa: E402
+from nerf.inference.views import render_view, score_views  # noqa: E402
+from nerf.training.trainer import Trainer  # noqa: E402
+
+VARIANTS = {
+    "plain": [],
+    "gloss": ["data.synthetic.gloss=0.6"],
+    "metal": ["data.synthetic.metal=true"],
+    "rods": ["data.synthetic.rods=8"],
+    "grille": ["data.synthetic.grille=true"],
+    "glass": ["data.synthetic.glass=0.5"],
+}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("overrides", nargs="*", help="config overrides applied to every variant")
+    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tag", default="default")
+    a = p.parse_args(argv)
+    rows = {}
+    for name in a.variants:
+        over = VARIANTS[name] + list(a.overrides) + [f"train.max_steps={a.steps}", "train.max_minutes=0",
+                                                    f"train.seed={a.seed}", "train.eval_every=0"]
+        cfg = load_config("builtin", over)
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            tr = Trainer(cfg, Path(tmp) / name, torch.device("cpu"), log=lambda *x: None, show_progress=False)
+            tr.train()
+            seconds = time.perf_counter() - t0
+            test = load_scene(cfg.data, "test")
+            res = score_views(tr.model, test, tr.info, cfg.render.chunk)
+            row = {"psnr": res["psnr"], "ssim": res["ssim"], "depth_mae": res.get("depth_mae"), "steps": tr.step,
+                   "seconds": seconds}
+            if name == "rods":
+                plain = load_scene(dataclasses.replace(cfg.data, synthetic=dataclasses.replace(
+                    cfg.data.synthetic, rods=0)), "test")
+                vals = []
+                for i in range(len(test)):
+                    only = (test.alpha[i] > 0.5) & (plain.alpha[i] < 0.5)
+                    if only.any():
+                        out = render_view(tr.model, test.cameras, i, tr.info, cfg.render.chunk)
+                        vals.append(out["opacity"][only])
+                row["rod_opacity"] = float(torch.cat(vals).mean())
+        rows[name] = row
+        print(f"{name:7s} {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}  ({row['steps']} steps, {seconds:.0f} s)"
+              + (f"  rod opacity {row['rod_opacity']:.3f}" if "rod_opacity" in row else ""), flush=True)
+    print("\n| variant | PSNR (dB) | SSIM | vs plain (dB) |\n| --- | ---: | ---: | ---: |")
+    base = rows.get("plain", {}).get("psnr")
+    for name, r in rows.items():
+        diff = f"{r['psnr'] - base:+.2f}" if base is not None else "n/a"
+        print(f"| {name} | {r['psnr']:.2f} | {r['ssim']:.4f} | {diff} |")
+    write_json(RESULTS / f"builtin_variants_{a.tag}.json",
+               {"steps": a.steps, "overrides": a.overrides, "seed": a.seed, "machine": machine(), "variants": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
