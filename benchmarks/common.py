@@ -1,7 +1,14 @@
-"""Shared helpers for benchmark scripts: machine facts, medians, peak memory, CSV/PNG output."""
+"""Shared helpers for benchmark scripts: machine facts, medians, peak memory, CSV/PNG output, dated result names.
+
+Result files in benchmarks/results/ are named by study and date: <study>-<YYYY-MM-DD>.<ext>, or
+<study>-<tag>-<YYYY-MM-DD>.<ext>; dated() makes such a name (today's date by default) and latest()
+finds the newest one of a study (a later stage reading an earlier stage's output).
+"""
 from __future__ import annotations
 
 import csv
+import datetime
+import glob
 import json
 import os
 import platform
@@ -17,6 +24,30 @@ from nerf.commands.allocator import keep_freed_memory
 KEEP_FREED_MEMORY = keep_freed_memory()  # as the commands do (nerf/allocator.py)
 RESULTS = Path(__file__).resolve().parent / "results"
 LEGO = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "nerf_synthetic" / "lego"
+DATE_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]"  # YYYY-MM-DD
+
+
+def today() -> str:
+    return datetime.date.today().isoformat()
+
+
+def dated(name: str, ext: str, date: str | None = None) -> Path:
+    """RESULTS/<name>-<date>.<ext> (date YYYY-MM-DD, default today); name is the study, with any tag."""
+    return RESULTS / f"{name}-{date or today()}.{ext}"
+
+
+def latest(name: str, ext: str) -> Path | None:
+    """The newest dated results file of a study (RESULTS/<name>-<YYYY-MM-DD>.<ext>); None if there is none."""
+    found = sorted(RESULTS.glob(f"{glob.escape(name)}-{DATE_GLOB}.{ext}"))
+    return found[-1] if found else None
+
+
+def latest_each(pattern: str, ext: str) -> dict[str, Path]:
+    """The newest dated results file of every study whose name matches a glob pattern, as {name: path}."""
+    newest = {}
+    for path in sorted(RESULTS.glob(f"{pattern}-{DATE_GLOB}.{ext}")):  # dates sort in time order
+        newest[path.name[:-len(f"-YYYY-MM-DD.{ext}")]] = path
+    return dict(sorted(newest.items()))
 
 
 def machine() -> dict:

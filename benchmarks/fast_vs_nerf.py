@@ -3,8 +3,8 @@
 Trains each method for `--minutes` of training time (evaluation excluded from the clock), scoring
 the test split at the checkpoints `--evals` (fractions of the budget), then times one novel view
 and a short video path at `--render-res`, and records peak memory. Writes
-benchmarks/results/<tag>.csv (method, seconds, step, psnr, ssim, samples_per_ray) and, when
-matplotlib is installed (the optional 'bench' extra), <tag>.png.
+benchmarks/results/<tag>-<date>.csv (method, seconds, step, psnr, ssim, samples_per_ray; date:
+today's, YYYY-MM-DD) and, when matplotlib is installed (the optional 'bench' extra), <tag>-<date>.png.
 
 Full runs take minutes to hours and are not run in CI; their figures live in the records of
 benchmarks/results/ (lego-fast-time-budgets-*.md, lego-400-fast-30min-*.md).
@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from benchmarks.common import RESULTS, dated  # noqa: E402
 from nerf.config import load_config  # noqa: E402
 from nerf.datasets import load_scene  # noqa: E402
 from nerf.inference.views import render_view, score_views  # noqa: E402
@@ -143,27 +144,27 @@ def main(argv=None) -> int:
     p.add_argument("--render-frames", type=int, default=2, help="views timed at --render-res")
     p.add_argument("--render-nerf", action="store_true", help="also time the paper model's render (slow)")
     p.add_argument("--override", nargs="*", default=[], help="extra KEY=VALUE config overrides for every method")
-    p.add_argument("--tag", default=None, help="results file name (default: derived from the settings)")
+    p.add_argument("--tag", default=None, help="results file name, before the date (default: derived from the settings)")
     a = p.parse_args(argv)
     scene = "builtin" if a.builtin else f"{Path(a.data).name}-ds{a.downscale}"
     tag = a.tag or f"{scene}-{a.minutes:g}min"
-    out = ROOT / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     rows, summary = [], []
     if a.threads:
         torch.set_num_threads(a.threads)
     for method in a.methods:
         summary.append(run_method(method, a, rows, Path("/tmp") / "nerf-bench" / tag))
-    with open(out / f"{tag}.csv", "w", newline="") as fh:
+    out = dated(tag, "csv")
+    with open(out, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
     title = f"{scene}, {a.test_views or 'all'} test views, {torch.get_num_threads()} threads, commit {commit()}"
-    plot(rows, out / f"{tag}.png", title)
+    plot(rows, out.with_suffix(".png"), title)
     print(title)
     for s in summary:
         print(s)
-    print(f"wrote {out / (tag + '.csv')}")
+    print(f"wrote {out}")
     return 0
 
 

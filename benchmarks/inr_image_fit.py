@@ -10,9 +10,12 @@ PSNR on the held-out pixels. Photos come from ../shared/data (never copied into 
 Each encoding's scale is tuned first on another photo of the same scene (lego r_1, fern
 image001), never on the benchmark photo. Stages (each about 3 minutes on a shared 2-core CPU):
 
-  python benchmarks/inr_image_fit.py tune --image lego    # -> results/inr_image_tune_lego.json
-  python benchmarks/inr_image_fit.py fit --image lego     # -> results/inr_image_fit_lego.json, .png
-  python benchmarks/inr_image_fit.py report               # -> results/inr_image_fit.csv, .json, .md
+  python benchmarks/inr_image_fit.py tune --image lego    # -> results/inr_image_tune_lego-<date>.json
+  python benchmarks/inr_image_fit.py fit --image lego     # -> results/inr_image_fit_lego-<date>.json, .png
+  python benchmarks/inr_image_fit.py report               # -> results/inr_image_fit-<date>.csv, .json, .md
+
+<date> is the day the stage runs (YYYY-MM-DD); `fit` reads the newest tune file of its image and
+`report` the newest fit file of each image.
 
 `fit` is exactly `fit-image IMAGE --encoding all --downscale K --steps 1000 --pos-freqs L --sigma S
 --threads 1` (it calls the same function).
@@ -32,10 +35,10 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from benchmarks.common import KEEP_FREED_MEMORY, RESULTS, dated, latest  # noqa: E402
 from nerf.inr.fit_image import FitSettings, fit_image, fit_one, load_image  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
-RESULTS = ROOT / "benchmarks" / "results"
 IMAGES = {  # name: (benchmark photo, tuning photo, downscale)
     "lego": (SHARED / "nerf_synthetic/lego/train/r_0.png", SHARED / "nerf_synthetic/lego/train/r_1.png", 8),
     "fern": (SHARED / "nerf_llff_data/fern/images_8/image000.png", SHARED / "nerf_llff_data/fern/images_8/image001.png", 4),
@@ -52,7 +55,7 @@ def machine() -> dict:
     except OSError:
         sha = "unknown"
     return {"threads": torch.get_num_threads(), "commit": sha, "torch": torch.__version__,
-            "cpu": platform.processor() or platform.machine()}
+            "cpu": platform.processor() or platform.machine(), "keep_freed_memory": KEEP_FREED_MEMORY}
 
 
 def paths(name: str):
@@ -83,32 +86,32 @@ def stage_tune(a) -> None:
     out = {"tuning_image": str(tune.relative_to(SHARED)), "downscale": k, "steps": TUNE_STEPS,
            "held_out_psnr": {e: {str(p): v for p, v in d.items()} for e, d in sweep.items()}, "best": best,
            "machine": machine()}
-    (RESULTS / f"inr_image_tune_{a.image}.json").write_text(json.dumps(out, indent=1))
+    dated(f"inr_image_tune_{a.image}", "json").write_text(json.dumps(out, indent=1))
     print(f"best on {tune.name}: pos_freqs={best['pos_freqs']}, sigma={best['sigma']}")
 
 
 def stage_fit(a) -> None:
     bench, _, k = paths(a.image)
-    tuned = RESULTS / f"inr_image_tune_{a.image}.json"
-    best = json.loads(tuned.read_text())["best"] if tuned.is_file() else {}
+    tuned = latest(f"inr_image_tune_{a.image}", "json")
+    best = json.loads(tuned.read_text())["best"] if tuned else {}
     s = FitSettings(steps=a.steps, downscale=k, **best)
     out_dir = ROOT / "runs" / f"bench-fit-{a.image}"
     metrics = fit_image(bench, ["none", "positional", "gaussian", "siren"], out_dir, s)
-    shutil.copy(out_dir / "comparison.png", RESULTS / f"inr_image_fit_{a.image}.png")
+    shutil.copy(out_dir / "comparison.png", dated(f"inr_image_fit_{a.image}", "png"))
     for m in metrics.values():
         m.pop("curve", None)
     out = {"image": str(bench.relative_to(SHARED)), "downscale": k, "settings": {"steps": s.steps, "width": s.width,
            "depth": s.depth, "pos_freqs": s.pos_freqs, "sigma": s.sigma, "features": s.features, "omega0": s.omega0,
            "lr": s.lr, "siren_lr": s.siren_lr, "tuned_on": str(tuned.name) if best else None},
            "metrics": metrics, "machine": machine()}
-    (RESULTS / f"inr_image_fit_{a.image}.json").write_text(json.dumps(out, indent=1))
+    dated(f"inr_image_fit_{a.image}", "json").write_text(json.dumps(out, indent=1))
 
 
 def stage_report(a) -> None:
-    runs = {n: json.loads((RESULTS / f"inr_image_fit_{n}.json").read_text()) for n in IMAGES
-            if (RESULTS / f"inr_image_fit_{n}.json").is_file()}
+    found = {n: latest(f"inr_image_fit_{n}", "json") for n in IMAGES}
+    runs = {n: json.loads(path.read_text()) for n, path in found.items() if path}
     if not runs:
-        sys.exit("no inr_image_fit_*.json results; run the fit stage first")
+        sys.exit("no inr_image_fit_<image>-<date>.json results; run the fit stage first")
     encs = ["none", "positional", "gaussian", "siren"]
     lines = ["image,width,height," + ",".join(f"{e}_psnr" for e in encs) + ",gap_positional_minus_none,"
              "gap_gaussian_minus_positional,paper_order_holds"]
@@ -126,9 +129,9 @@ def stage_report(a) -> None:
                      f",{gap1:.2f},{gap2:.2f},{order}")
         md.append(f"| {name} ({size[1]}x{size[0]}) | " + " | ".join(f"{p[e]:.2f}" for e in encs) +
                   f" | {gap1:+.2f} | {gap2:+.2f} | {'yes' if order else 'no'} |")
-    (RESULTS / "inr_image_fit.csv").write_text("\n".join(lines) + "\n")
-    (RESULTS / "inr_image_fit.json").write_text(json.dumps(summary, indent=1))
-    (RESULTS / "inr_image_fit.md").write_text("Held-out PSNR (dB), trained on every other pixel in each direction, "
+    dated("inr_image_fit", "csv").write_text("\n".join(lines) + "\n")
+    dated("inr_image_fit", "json").write_text(json.dumps(summary, indent=1))
+    dated("inr_image_fit", "md").write_text("Held-out PSNR (dB), trained on every other pixel in each direction, "
                                                f"{FIT_STEPS} full-batch Adam steps.\n\n" + "\n".join(md) + "\n")
     print("\n".join(md))
 

@@ -4,17 +4,20 @@ Stages (each a few minutes on a shared 2-core CPU, so they run as separate invoc
 
   python benchmarks/meta_init.py meta --minutes 2.5 [--tasks 16] [--outer-lr 1.0] [--resume]
       Reptile (nerf.inr.reptile, the code behind `meta-train`) on family seeds 100..100+tasks-1 with
-      configs/meta_builtin.yaml -> benchmarks/results/meta_init.pt (+ meta_init_train.json);
-      --resume continues from that file (meta-training in chunks). The reported init: four
-      30-minute stages on 64 tasks, --outer-lr 0.2 with 16 inner steps, then --resume
+      configs/meta_builtin.yaml -> benchmarks/results/meta_init-<date>.pt (+ meta_init_train-<date>.json);
+      --resume continues from the newest meta_init-<date>.pt (meta-training in chunks). The
+      reported init: four 30-minute stages on 64 tasks, --outer-lr 0.2 with 16 inner steps, then --resume
       --outer-lr 0.1 with --inner-steps 64, 128 and 200 (epsilon annealed to 0 in each stage;
       benchmarks/results/INR.md).
   python benchmarks/meta_init.py compare --seeds 1
       For each unseen seed: train-scene's Trainer from the default initialisation for 1000 steps
       and from the learned one (--init) for 400, held-out PSNR on the scene's test views at fixed
-      steps -> benchmarks/results/meta_init_seed<N>.json
+      steps, from the newest meta_init-<date>.pt -> benchmarks/results/meta_init_seed<N>-<date>.json
   python benchmarks/meta_init.py report
-      Collects the seeds -> meta_init_summary.json, meta_init.csv, meta_init.png (PSNR vs step).
+      Collects the newest file of each seed -> meta_init_summary-<date>.json, meta_init-<date>.csv,
+      meta_init-<date>.png (PSNR vs step).
+
+<date> is the day a stage runs (YYYY-MM-DD); the init file is git-ignored (benchmarks/results/*.pt).
 
 Target: the learned initialisation reaches the default one's 1000-step PSNR in at most 1/5 of
 the steps (200) on every unseen scene.
@@ -35,8 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
-INIT = RESULTS / "meta_init.pt"
+from benchmarks.common import KEEP_FREED_MEMORY, RESULTS, dated, latest, latest_each  # noqa: E402
+
 CONFIG = ROOT / "configs" / "meta_builtin.yaml"
 DEFAULT_STEPS = 1000
 LEARNED_STEPS = 400
@@ -53,7 +56,8 @@ def commit() -> str:
 
 def machine() -> dict:
     return {"threads": torch.get_num_threads(), "commit": commit(), "python": platform.python_version(),
-            "torch": torch.__version__, "cpu": platform.processor() or platform.machine()}
+            "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+            "keep_freed_memory": KEEP_FREED_MEMORY}
 
 
 def stage_meta(a) -> None:
@@ -65,12 +69,16 @@ def stage_meta(a) -> None:
     torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
     ms = MetaConfig(meta_steps=a.meta_steps, inner_steps=a.inner_steps, outer_lr=a.outer_lr, n_tasks=a.tasks,
                       first_seed=100, minutes=a.minutes)
-    model, summary = meta_train(cfg, ms, start_from=INIT if a.resume else None)
+    start = latest("meta_init", "pt") if a.resume else None
+    if a.resume and start is None:
+        sys.exit(f"--resume: no meta_init-<date>.pt in {RESULTS}; run the meta stage without it first")
+    model, summary = meta_train(cfg, ms, start_from=start)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    save_init(INIT, model, cfg, summary)
+    init = dated("meta_init", "pt")
+    save_init(init, model, cfg, summary)
     summary["machine"] = machine()
-    (RESULTS / "meta_init_train.json").write_text(json.dumps(summary))  # one line: thousands of history rows
-    print(f"wrote {INIT} after {summary['total_meta_steps']} Reptile steps ({summary['total_seconds']:.0f} s in all)")
+    dated("meta_init_train", "json").write_text(json.dumps(summary))  # one line: thousands of history rows
+    print(f"wrote {init} after {summary['total_meta_steps']} Reptile steps ({summary['total_seconds']:.0f} s in all)")
 
 
 def run_curve(seed: int, init: Path | None, steps: int) -> list[list[float]]:
@@ -115,26 +123,27 @@ def steps_to_reach(curve: list, target: float) -> float | None:
 
 def stage_compare(a) -> None:
     torch.set_num_threads(1)
-    if not INIT.is_file():
-        sys.exit(f"{INIT}: not found; run the meta stage first")
+    init = latest("meta_init", "pt")
+    if init is None:
+        sys.exit(f"no meta_init-<date>.pt in {RESULTS}; run the meta stage first")
     for seed in a.seeds:
         if 100 <= seed < 100 + 64:
             sys.exit(f"seed {seed}: in the meta-training range; pick an unseen one")
         default = run_curve(seed, None, DEFAULT_STEPS)
-        learned = run_curve(seed, INIT, LEARNED_STEPS)
+        learned = run_curve(seed, init, LEARNED_STEPS)
         target = default[-1][1]
         reach = steps_to_reach(learned, target)
         out = {"seed": seed, "default": default, "learned": learned, "default_1000_psnr": target,
-               "learned_steps_to_default_1000": reach, "machine": machine()}
-        (RESULTS / f"meta_init_seed{seed}.json").write_text(json.dumps(out, indent=1))
+               "learned_steps_to_default_1000": reach, "init": init.name, "machine": machine()}
+        dated(f"meta_init_seed{seed}", "json").write_text(json.dumps(out, indent=1))
         print(f"seed {seed}: default@1000 {target:.2f} dB; learned reaches it at step "
               f"{'>' + str(LEARNED_STEPS) if reach is None else f'{reach:.0f}'}")
 
 
 def stage_report(a) -> None:
-    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("meta_init_seed*.json"))]
+    runs = [json.loads(p.read_text()) for p in latest_each("meta_init_seed*", "json").values()]
     if not runs:
-        sys.exit("no meta_init_seed*.json results; run the compare stage first")
+        sys.exit("no meta_init_seed<N>-<date>.json results; run the compare stage first")
     rows = []
     for r in runs:
         d, lrn = dict((int(s), p) for s, p, _ in r["default"]), dict((int(s), p) for s, p, _ in r["learned"])
@@ -144,17 +153,17 @@ def stage_report(a) -> None:
                      "learned_steps_to_default_1000": reach,
                      "fraction_of_1000": None if reach is None else reach / DEFAULT_STEPS,
                      "target_met": reach is not None and reach <= DEFAULT_STEPS / 5})
-    train = (json.loads((RESULTS / "meta_init_train.json").read_text())
-             if (RESULTS / "meta_init_train.json").is_file() else {})
+    train_file = latest("meta_init_train", "json")
+    train = json.loads(train_file.read_text()) if train_file else {}
     summary = {"rows": rows, "all_targets_met": all(r["target_met"] for r in rows),
                "config": str(CONFIG.relative_to(ROOT)),
                "meta_training": "seeds {}..{}".format(*train["seeds"]) if "seeds" in train else None,
                "meta_steps": train.get("total_meta_steps"), "meta_seconds": train.get("total_seconds")}
-    (RESULTS / "meta_init_summary.json").write_text(json.dumps(summary, indent=1))
+    dated("meta_init_summary", "json").write_text(json.dumps(summary, indent=1))
     keys = list(rows[0])
     lines = [",".join(keys)] + [",".join("" if r[k] is None else f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k])
                                          for k in keys) for r in rows]
-    (RESULTS / "meta_init.csv").write_text("\n".join(lines) + "\n")
+    dated("meta_init", "csv").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     try:
         import matplotlib
@@ -179,8 +188,9 @@ def stage_report(a) -> None:
         ax.set_ylabel("held-out PSNR (dB)")
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(RESULTS / "meta_init.png", dpi=110)
-    print(f"wrote {RESULTS / 'meta_init.png'}")
+    png = dated("meta_init", "png")
+    fig.savefig(png, dpi=110)
+    print(f"wrote {png}")
 
 
 def main() -> None:
@@ -193,7 +203,7 @@ def main() -> None:
     m.add_argument("--outer-lr", type=float, default=1.0)
     m.add_argument("--tasks", type=int, default=16)
     m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--resume", action="store_true", help="continue meta-training from benchmarks/results/meta_init.pt")
+    m.add_argument("--resume", action="store_true", help="continue from the newest benchmarks/results/meta_init-<date>.pt")
     c = sub.add_parser("compare")
     c.add_argument("--seeds", type=int, nargs="+", default=[1])
     sub.add_parser("report")

@@ -8,8 +8,9 @@
 fresh subprocess per precision (so peak memory is that configuration's own) and reports the
 median seconds per step over --steps steps after 2 warm-up steps, rays/s, samples/s, peak RSS.
 `quality` trains for --minutes of training time, checkpointing at each mark, then scores every
-mark on --views evenly spaced test views (evaluation time is not training time): CSV + PNG in
-benchmarks/results/.
+mark on --views evenly spaced test views (evaluation time is not training time). Writes, in
+benchmarks/results/, nerf_paper_speed-<date>.{csv,json} and
+nerf_paper_quality_ds<downscale>_<precision>-<date>.{csv,json,png} (date: today's, YYYY-MM-DD).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import LEGO, RESULTS, machine, median, peak_rss_mb, plot_curves, write_csv, write_json  # noqa: E402
+from benchmarks.common import LEGO, dated, machine, median, peak_rss_mb, plot_curves, write_csv, write_json  # noqa: E402
 
 
 def _paper_cfg(downscale: int, precision: str, extra=()):
@@ -64,8 +65,8 @@ def cmd_speed(a) -> None:
             raise SystemExit(proc.stderr)
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(rows[-1])
-    write_csv(RESULTS / "nerf_paper_speed.csv", rows)
-    write_json(RESULTS / "nerf_paper_speed.json", {"machine": machine(), "rows": rows})
+    write_csv(dated("nerf_paper_speed", "csv"), rows)
+    write_json(dated("nerf_paper_speed", "json"), {"machine": machine(), "rows": rows})
 
 
 def cmd_quality(a) -> None:
@@ -97,10 +98,10 @@ def cmd_quality(a) -> None:
                      "eval_s_per_view": round(res["seconds_per_view"], 2)})
         print(rows[-1], flush=True)
     tag = f"nerf_paper_quality_ds{a.downscale}_{a.precision}"
-    write_csv(RESULTS / f"{tag}.csv", rows)
-    write_json(RESULTS / f"{tag}.json", {"machine": machine(), "load_avg_at_start": start_load,
+    write_csv(dated(tag, "csv"), rows)
+    write_json(dated(tag, "json"), {"machine": machine(), "load_avg_at_start": start_load,
                                           "wall_s": time.perf_counter() - t_start, "rows": rows})
-    plot_curves(RESULTS / f"{tag}.png", {f"paper NeRF ({a.precision})": ([r["minutes"] for r in rows],
+    plot_curves(dated(tag, "png"), {f"paper NeRF ({a.precision})": ([r["minutes"] for r in rows],
                                                                          [r["psnr"] for r in rows])},
                 f"lego {rows[0]['resolution']}, {a.views} test views")
 

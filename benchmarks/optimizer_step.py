@@ -6,7 +6,7 @@ the MLP heads of configs/blender_fast.yaml), for torch's three Adam implementati
 Every parameter gets a dense random gradient (the grid entries a batch does not touch still get
 their moments decayed and an update, as in training). Reports the median milliseconds per
 `optimizer.step()` of each implementation over `repeats` interleaved rounds of `steps` steps, and
-writes benchmarks/results/optimizer_step.json.
+writes benchmarks/results/optimizer_step-<date>.json (today's date, YYYY-MM-DD).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import RESULTS, machine, median, write_json  # noqa: E402
+from benchmarks.common import dated, machine, median, write_json  # noqa: E402
 from nerf.config import load_config  # noqa: E402
 from nerf.fields.grid_field import FastField  # noqa: E402
 from nerf.fields.grids import build_encoding  # noqa: E402
@@ -53,7 +53,7 @@ def main() -> None:
               "ms_per_step_median": {k: 1000 * median(v) for k, v in times.items()}}
     for k, v in result["ms_per_step_median"].items():
         print(f"{k:9s} {v:6.2f} ms per Adam step ({n_params / 1e6:.2f}M parameters)")
-    write_json(RESULTS / "optimizer_step.json", result)
+    write_json(dated("optimizer_step", "json"), result)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ how resident memory moves over it, each precision in a fresh process (same seed,
     python benchmarks/precision.py [--config blender_fast] [--data LEGO] [--downscale 4]
                                    [--warmup 40] [--steps 80]
 
-Writes benchmarks/results/precision_<config>.json. The fast method's matrices change shape at
+Writes benchmarks/results/precision_<config>-<date>.json (today's date, YYYY-MM-DD). The fast method's matrices change shape at
 every step (the number of kept samples varies); this is where a per-shape kernel cache shows.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import LEGO, RESULTS, machine, write_json  # noqa: E402
+from benchmarks.common import LEGO, dated, machine, write_json  # noqa: E402
 
 
 def resident_mb() -> float:
@@ -68,7 +68,7 @@ def main() -> None:
         rows.append(row)
         print(f"{precision}: steps {a.warmup}-{a.warmup + a.steps} in {row['seconds']:.1f} s, resident "
               f"{row['rss_start_mb']:.0f} -> {row['rss_end_mb']:.0f} MB")
-    write_json(RESULTS / f"precision_{a.config}.json", {"rows": rows, "settings": vars(a), "machine": machine()})
+    write_json(dated(f"precision_{a.config}", "json"), {"rows": rows, "settings": vars(a), "machine": machine()})
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ override (e.g. model.fast.render_early_stop=0.01) is judged on what it costs in 
 
     python benchmarks/render_speed.py RUN_DIR [--views 5] [--video-frames 120] [--tag NAME] [KEY=VALUE ...]
 
-Writes benchmarks/results/render_speed_<tag>.json. The video is rendered exactly as
-`render-video RUN_DIR` does (same path, resolution and mp4 encoding), into RUN_DIR/videos.
+Writes benchmarks/results/render_speed_<tag>-<date>.json (today's date, YYYY-MM-DD). The video is
+rendered exactly as `render-video RUN_DIR` does (same path, resolution and mp4 encoding), into
+RUN_DIR/videos.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import RESULTS, machine, median, peak_rss_mb, write_json  # noqa: E402
+from benchmarks.common import dated, machine, median, peak_rss_mb, write_json  # noqa: E402
 from nerf.datasets import load_scene  # noqa: E402
 from nerf.inference.video import render_video  # noqa: E402
 from nerf.inference.views import psnr, render_view, ssim  # noqa: E402
@@ -33,7 +34,7 @@ def main() -> None:
     ap.add_argument("--views", type=int, default=5, help="held-out views to time (after one warm-up view)")
     ap.add_argument("--video-frames", type=int, default=120, help="frames of the timed video (0: skip)")
     ap.add_argument("--data", help="the scene folder, if it moved since training")
-    ap.add_argument("--tag", default=None, help="results file suffix (default: the run folder's name)")
+    ap.add_argument("--tag", default=None, help="results file suffix, before the date (default: the run folder's name)")
     ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                     help="config overrides for rendering, e.g. train.precision=fp32 for a run trained in bf16")
     a = ap.parse_intermixed_args()
@@ -66,7 +67,7 @@ def main() -> None:
         result.update(video_frames=a.video_frames, video_seconds=dt)
         print(f"video: {a.video_frames} frames in {dt:.1f} s ({dt / a.video_frames:.2f} s/frame)")
     result.update(peak_rss_mb=peak_rss_mb(), machine=machine())
-    write_json(RESULTS / f"render_speed_{a.tag or run_dir.name}.json", result)
+    write_json(dated(f"render_speed_{a.tag or run_dir.name}", "json"), result)
 
 
 if __name__ == "__main__":

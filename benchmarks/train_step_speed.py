@@ -12,7 +12,7 @@ trained field (e.g. how many samples the pruning pass drops). Example, the pruni
     python benchmarks/train_step_speed.py runs/fern --variant skip=model.fast.prune_min_share=0.2 \\
         --variant always=model.fast.prune_min_share=0
 
-Writes benchmarks/results/train_step_speed_<tag>.json.
+Writes benchmarks/results/train_step_speed_<tag>-<date>.json (today's date, YYYY-MM-DD).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import RESULTS, machine, median, write_json  # noqa: E402
+from benchmarks.common import dated, machine, median, write_json  # noqa: E402
 from nerf.runs.checkpoints import load_latest_checkpoint  # noqa: E402
 from nerf.runs.run_folder import load_run_config  # noqa: E402
 from nerf.training.trainer import Trainer  # noqa: E402
@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--tag", default=None, help="results file suffix (default: the run folder's name)")
+    ap.add_argument("--tag", default=None, help="results file suffix, before the date (default: the run folder's name)")
     a = ap.parse_args()
     run_dir = Path(a.run_dir)
     found = load_latest_checkpoint(run_dir, map_location="cpu")
@@ -84,7 +84,7 @@ def main() -> None:
                for name, rs in rows.items()}
     for name, s in summary.items():
         print(f"{name}: median {s['seconds_per_step_median']:.3f} s/step, {s['samples_per_ray_median']:.1f} samples/ray")
-    write_json(RESULTS / f"train_step_speed_{a.tag or run_dir.name}.json",
+    write_json(dated(f"train_step_speed_{a.tag or run_dir.name}", "json"),
                {"run": str(run_dir), "checkpoint": path.name, "steps": a.steps, "warmup": a.warmup,
                 "variants": summary, "machine": machine()})
 
