@@ -3,7 +3,10 @@ rotation and camera-centre error after a similarity alignment, seconds per stage
 benchmarks/results/process-data-captures-<date>.md and .json.
 
     python benchmarks/process_data.py                          # beer_can (video), cup_desk, bird_figure
-    python benchmarks/process_data.py --only cup_desk --work /tmp/pd-bench
+    python benchmarks/process_data.py --only beer_can_frames   # the published beer_can frames as photos
+    python benchmarks/process_data.py --compare-only           # compare the outputs in --work again
+
+A run of some cases replaces their rows in the day's record and keeps the others.
 
 Each capture goes through the installed `process-data` command with its defaults (photos:
 exhaustive matching; the video: sequential, --frames 71 as many as the published model has).
