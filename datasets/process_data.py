@@ -56,6 +56,9 @@ MIN_IMAGES = 3
 JPEG_QUALITY = 95
 WORK = ".colmap"  # the database and the mapper's models while running; removed at the end
 REPORT = "process_report.json"
+# COLMAP registers fisheye image pairs only with a focal length prior (it cannot recover the focal
+# length of a fisheye from a fundamental matrix), which it takes from the photos' EXIF data
+FISHEYE_HINT = " (a fisheye also needs photos whose EXIF data give the focal length)"
 
 
 @dataclass
@@ -562,7 +565,8 @@ def process_data(source: Path, out: Path, opts: ProcessOptions, log: Callable[[s
             other = "sequential" if matching == "exhaustive" else "exhaustive"
             raise DatasetError(f"{source}: only {registered} of {n} images registered (at least half and at least "
                                f"{MIN_IMAGES} are needed); more overlap between neighbouring views, sharper frames"
-                               f"{' (or more --frames)' if video else ''} or --matching {other} usually help; "
+                               f"{' (or more --frames)' if video else ''} or --matching {other} usually help"
+                               f"{FISHEYE_HINT if opts.camera_model == 'OPENCV_FISHEYE' else ''}; "
                                f"report: {out / REPORT}")
         if registered < n:
             warn(f"process-data: warning: {n - registered} of {n} images did not register and are left out of "
