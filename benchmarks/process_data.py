@@ -239,7 +239,7 @@ def write_md(path: Path, rows: list[dict], info: dict, commands: list[str]) -> N
         "  so part of each difference is the published model's own.",
         "",
         "Not measured: PSNR after 10 minutes of train-scene on these poses against the same on the published",
-        "poses (two 10-minute trainings per capture did not fit this session).",
+        "poses (two 10-minute trainings per capture were not run).",
         "",
     ]
     path.write_text("\n".join(lines))
