@@ -9,7 +9,7 @@ changes the time, not the figures.
     python benchmarks/builtin_variants.py --steps 500 --tag default
     python benchmarks/builtin_variants.py --steps 500 --tag try1 model.fast.sh_degree=4 ...
 
-Writes benchmarks/results/builtin_variants_<tag>.json and prints a Markdown table.
+Writes benchmarks/results/builtin_variants_<tag>-<date>.json and prints a Markdown table.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import RESULTS, machine, write_json  # noqa: E402
+from benchmarks.common import dated, machine, write_json  # noqa: E402
 from nerf.config import load_config  # noqa: E402
 from nerf.datasets import load_scene  # noqa: E402
 from nerf.inference.views import render_view, score_views  # noqa: E402
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     for name, r in rows.items():
         diff = f"{r['psnr'] - base:+.2f}" if base is not None else "n/a"
         print(f"| {name} | {r['psnr']:.2f} | {r['ssim']:.4f} | {diff} |")
-    write_json(RESULTS / f"builtin_variants_{a.tag}.json",
+    write_json(dated(f"builtin_variants_{a.tag}", "json"),
                {"steps": a.steps, "overrides": a.overrides, "seed": a.seed, "machine": machine(), "variants": rows})
     return 0
 
