@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import machine, write_json  # noqa: E402
+from nerf.datasets.poses import aligned_pose_errors  # noqa: E402
 
 CAPTURES = ROOT.parent / "shared" / "data" / "captures"
 VIDEO_STEP = 10  # beer_can: published image i is video frame 10 i
@@ -60,24 +61,10 @@ def c2w_of(rigid) -> np.ndarray:
     return c2w
 
 
-def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    cov = (dst - mu_d).T @ (src - mu_s) / len(src)
-    u, sv, vt = np.linalg.svd(cov)
-    d = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
-    rot = u @ d @ vt
-    s = float(np.trace(np.diag(sv) @ d) / ((src - mu_s) ** 2).sum(-1).mean())
-    return s, rot, mu_d - s * rot @ mu_s
-
-
 def errors(est: np.ndarray, ref: np.ndarray) -> dict:
     """Rotation (degrees) and centre (% of spread) errors of c2w poses (n, 4, 4) after alignment."""
-    s, rot, t = umeyama(est[:, :3, 3], ref[:, :3, 3])
-    centres = (s * (rot @ est[:, :3, 3].T)).T + t
-    spread = np.linalg.norm(ref[:, :3, 3] - ref[:, :3, 3].mean(0), axis=-1).max()
-    c_err = 100 * np.linalg.norm(centres - ref[:, :3, 3], axis=-1) / spread
-    rel = np.einsum("nji,njk->nik", rot @ est[:, :3, :3], ref[:, :3, :3])
-    ang = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
+    ang, c_err = aligned_pose_errors(est, ref)
+    c_err = 100 * c_err
     return {"n": int(len(est)), "rot_median_deg": float(np.median(ang)), "rot_max_deg": float(ang.max()),
             "centre_median_pct": float(np.median(c_err)), "centre_max_pct": float(c_err.max())}
 

@@ -160,3 +160,28 @@ def frusta_box(c2w: np.ndarray, fx: np.ndarray, fy: np.ndarray, cx: np.ndarray, 
         if np.all(chi > clo):
             lo, hi = clo, chi
     return np.stack([lo, hi])
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Scale s, rotation R (3, 3) and translation t minimising |s R src + t - dst|^2 over points
+    (n, 3) (Umeyama's closed form): how two reconstructions of one capture line up."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    cov = (dst - mu_d).T @ (src - mu_s) / len(src)
+    u, sv, vt = np.linalg.svd(cov)
+    d = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+    rot = u @ d @ vt
+    s = float(np.trace(np.diag(sv) @ d) / ((src - mu_s) ** 2).sum(-1).mean())
+    return s, rot, mu_d - s * rot @ mu_s
+
+
+def aligned_pose_errors(est: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per camera, the rotation error in degrees and the centre error as a fraction of the
+    reference cameras' spread (largest distance from their mean), of camera-to-world poses
+    `est` against `ref` (n, 4, 4) once the centres are aligned by a similarity."""
+    s, rot, t = similarity_transform(est[:, :3, 3], ref[:, :3, 3])
+    centres = (s * (rot @ est[:, :3, 3].T)).T + t
+    spread = np.linalg.norm(ref[:, :3, 3] - ref[:, :3, 3].mean(0), axis=-1).max()
+    centre_err = np.linalg.norm(centres - ref[:, :3, 3], axis=-1) / spread
+    rel = np.einsum("nji,njk->nik", rot @ est[:, :3, :3], ref[:, :3, :3])
+    angle = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
+    return angle, centre_err

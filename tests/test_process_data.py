@@ -29,6 +29,7 @@ from test_captures import assert_same_cameras
 from nerf.commands import COMMANDS
 from nerf.datasets import load_scene
 from nerf.datasets.options import DataOptions
+from nerf.datasets.poses import aligned_pose_errors
 from nerf.datasets.scene import Cameras
 from nerf.datasets.synthetic import FAR, NEAR, shade
 from nerf.render.paths import look_at
@@ -87,27 +88,11 @@ def capture(tmp_path_factory):
     return root, cams
 
 
-def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Scale s, rotation R, translation t minimising |s R src + t - dst|^2 over points (n, 3)."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    cov = (dst - mu_d).T @ (src - mu_s) / len(src)
-    u, sv, vt = np.linalg.svd(cov)
-    d = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
-    rot = u @ d @ vt
-    s = float(np.trace(np.diag(sv) @ d) / ((src - mu_s) ** 2).sum(-1).mean())
-    return s, rot, mu_d - s * rot @ mu_s
-
-
 def pose_errors(est: np.ndarray, true: np.ndarray) -> tuple[float, float]:
     """Median rotation error (degrees) and median centre error (fraction of the true cameras'
     spread) of camera-to-world poses (n, 4, 4) after aligning the centres by a similarity."""
-    s, rot, t = umeyama(est[:, :3, 3], true[:, :3, 3])
-    centres = (s * (rot @ est[:, :3, 3].T)).T + t
-    spread = np.linalg.norm(true[:, :3, 3] - true[:, :3, 3].mean(0), axis=-1).max()
-    centre_err = np.linalg.norm(centres - true[:, :3, 3], axis=-1)
-    rel = np.einsum("nji,njk->nik", rot @ est[:, :3, :3], true[:, :3, :3])
-    angle = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
-    return float(np.median(angle)), float(np.median(centre_err) / spread)
+    angle, centre_err = aligned_pose_errors(est, true)
+    return float(np.median(angle)), float(np.median(centre_err))
 
 
 def recovered_poses(out, index_of) -> tuple[np.ndarray, list[int]]:

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from nerf.fields.mlp_field import NeRFField
 from nerf.metrics import psnr_from_mse
-from nerf.models.base import TRAIN, RenderModel
+from nerf.models.base import RENDER, TRAIN, RenderModel
 from nerf.render.composite import composite
 from nerf.render.rays import RayBundle
 from nerf.render.samplers import merge_edges, midpoints, sample_pdf, stratified_edges
@@ -95,7 +95,7 @@ class VanillaNeRF(RenderModel):
             sigma, rgb = field(pts.reshape(-1, 3), dirs.reshape(-1, 3))
         return composite(sigma.float().reshape(n_rays, n), rgb.float().reshape(n_rays, n, 3), edges, self.background)
 
-    def forward(self, rays: RayBundle, mode: str = "render", generator: torch.Generator | None = None,
+    def forward(self, rays: RayBundle, mode: str = RENDER, generator: torch.Generator | None = None,
                 jitter: bool | None = None) -> dict:
         m = self.cfg
         jitter = mode == TRAIN if jitter is None else jitter

@@ -18,11 +18,6 @@ from nerf.models import build_model
 from nerf.scene_rays import SceneInfo
 
 
-def pick_device() -> torch.device:
-    """CUDA when present, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to mix two runs in one folder unless asked to resume or overwrite."""
     if run_dir.exists() and not run_dir.is_dir():
