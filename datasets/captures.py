@@ -171,8 +171,11 @@ def build_scene(root: Path, fmt: str, frames: list[Frame], split: str, opts: Dat
     near, far = opts.near or near, opts.far or far
     if not near < far:
         raise DatasetError(f"{source}: ray bounds near {near:g} >= far {far:g}; set data.near and data.far")
+    to_world = np.eye(4)  # the loaded frame back to the file's world and units (x_file = to_world @ x)
+    to_world[:3, :3] /= scale
+    to_world[:3, 3] = centre
     meta = {"format": fmt, "n_images": len(frames), "indices": idx, "centre": centre.tolist(), "scale": scale,
-            "render_path": "orbit"}
+            "render_path": "orbit", "to_world": to_world.tolist()}
     if box_source:
         meta["box_source"] = box_source
     meta.update(metadata or {})

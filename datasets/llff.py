@@ -102,6 +102,14 @@ def spherify(c2w: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarra
     """Poses (n, 4, 4) of an inward-facing capture re-expressed around the point nearest to all
     optical axes (the new origin), with the mean camera up as world +z, scaled so the cameras'
     RMS distance from the origin is 1; bounds scaled alike."""
+    frame, scale = spherify_frame(c2w)
+    out = np.linalg.inv(frame) @ c2w
+    out[:, :3, 3] *= scale
+    return out, bounds * scale
+
+
+def spherify_frame(c2w: np.ndarray) -> tuple[np.ndarray, float]:
+    """The frame (4, 4) and scale `spherify` moves poses (n, 4, 4) into: x_new = scale * frame^-1 x."""
     origins = c2w[:, :3, 3]
     fwd = -c2w[:, :3, 2] / np.linalg.norm(c2w[:, :3, 2], axis=-1, keepdims=True)
     proj = np.eye(3) - fwd[:, :, None] * fwd[:, None, :]
@@ -118,9 +126,7 @@ def spherify(c2w: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarra
     frame = np.eye(4)
     frame[:3, 0], frame[:3, 1], frame[:3, 2], frame[:3, 3] = x, y, up, centre
     out = np.linalg.inv(frame) @ c2w
-    scale = 1.0 / np.sqrt(np.mean(np.sum(out[:, :3, 3] ** 2, -1)))
-    out[:, :3, 3] *= scale
-    return out, bounds * scale
+    return frame, float(1.0 / np.sqrt(np.mean(np.sum(out[:, :3, 3] ** 2, -1))))
 
 
 def load_llff(root: Path, split: str, opts: DataOptions) -> Scene:
@@ -138,9 +144,13 @@ def load_llff(root: Path, split: str, opts: DataOptions) -> Scene:
     c2w[:, :3, 3] *= scale
     bounds = bounds * scale
     spherified = bool(opts.spherify)
+    # to_world: the loaded frame back to the file's world and units (x_file = to_world @ x), for exports
     if spherified:  # its own frame: the average camera of a ring of cameras is ill-defined
+        frame, radius_scale = spherify_frame(c2w)
         c2w, bounds = spherify(c2w, bounds)
+        to_world = np.diag([1 / scale] * 3 + [1.0]) @ frame @ np.diag([1 / radius_scale] * 3 + [1.0])
     else:
+        to_world = np.diag([1 / scale] * 3 + [1.0]) @ average_pose(torch.from_numpy(c2w)).numpy()
         c2w = recentre(c2w)
     check_poses(c2w, str(pb_path))
     use_ndc = opts.ndc and not spherified
@@ -176,6 +186,6 @@ def load_llff(root: Path, split: str, opts: DataOptions) -> Scene:
         metadata={
             "format": "llff", "n_images": n_total, "indices": idx, "bounds": bounds[idx].tolist(),
             "world_bounds": [world_near, world_far], "scale": scale, "spherify": spherified,
-            "render_path": "orbit" if spherified else "spiral",
+            "render_path": "orbit" if spherified else "spiral", "to_world": to_world.tolist(),
         },
     )

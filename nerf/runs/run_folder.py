@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 
-from nerf.runs.checkpoints import load_latest_checkpoint
 from nerf.config import Config, load_config, read_yaml
 from nerf.errors import UserError
 from nerf.models import build_model
+from nerf.runs.checkpoints import load_latest_checkpoint
 from nerf.scene_rays import SceneInfo
 
 
@@ -51,6 +51,8 @@ def save_scene_json(run_dir: Path, info: SceneInfo, scene) -> None:
         "train_c2w": cams.c2w.tolist(),
         "render_path": scene.metadata.get("render_path"),  # a loader's suggested video path, or None
         "world_bounds": scene.metadata.get("world_bounds"),  # LLFF: [nearest, farthest] scene depth
+        # 4x4 from the loaded (normalised) frame back to the data's own world and units; None: the same frame
+        "to_world": scene.metadata.get("to_world"),
         "intrinsics": {"fx": float(cams.fx[0]), "fy": float(cams.fy[0]), "cx": float(cams.cx[0]),
                        "cy": float(cams.cy[0]), "width": cams.width, "height": cams.height},
     }
