@@ -101,6 +101,7 @@ class Trainer:
         self.step, self.train_seconds = 0, 0.0
         self.skipped_steps, self.fault_streak, self.rollbacks, self.lr_scale = 0, 0, 0, 1.0
         self.collapse_reported = False
+        self.on_step: list = []  # callables(trainer) run after each step, outside the timed training (a viewer)
         if resume:
             self._restore()
         else:
@@ -297,6 +298,8 @@ class Trainer:
                     if self.step % t.checkpoint_every == 0 and self.fault_streak == 0:  # keep pre-fault weights
                         self.save()
                         saved_step = self.step
+                    for hook in self.on_step:
+                        hook(self)
                 interrupted = stop.signum
         finally:
             bar.close()
