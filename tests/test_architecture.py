@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = {"nerf": "nerf", "render": "nerf.render", "datasets": "nerf.datasets"}
 # nerf/ from the bottom up: a module may import its own layer and the ones before it
 LAYERS = ["errors", "metrics", "settings", "scene_rays", "fields", "models", "config", "runs", "inference",
-          "training", "inr", "commands", "__main__"]
+          "training", "viewer", "inr", "commands", "__main__"]
 
 
 def _modules() -> dict[str, Path]:

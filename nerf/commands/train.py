@@ -40,6 +40,12 @@ def train(argv: list[str]) -> int:
     p.add_argument("--showcase", action=argparse.BooleanOptionalAction, default=None,
                    help="end with a contact sheet of the test views (renders/contact_sheet.png) and a turntable "
                         "video (videos/turntable.mp4); default: on for the built-in scene")
+    p.add_argument("--viewer", action="store_true",
+                   help="serve the web viewer (as view-scene) on the run while it trains; it renders between steps")
+    p.add_argument("--viewer-port", type=int, default=8080, help="the viewer's port (default 8080)")
+    p.add_argument("--viewer-host", default="127.0.0.1", help="the viewer's address (default 127.0.0.1)")
+    p.add_argument("--viewer-share", type=float, default=0.25,
+                   help="at most this share of the wall clock goes to rendering for the viewer (default 0.25)")
     add_common_flags(p)
     a = p.parse_intermixed_args(argv)  # KEY=VALUE overrides may stand anywhere
 
@@ -72,10 +78,21 @@ def train(argv: list[str]) -> int:
     device = pick_device(a.device)
     log = printer(a.quiet)
 
+    if a.viewer:
+        from nerf.viewer.server import check_port
+
+        if not 0 < a.viewer_share <= 1:
+            raise UserError(f"--viewer-share: must be in (0, 1], got {a.viewer_share}")
+        check_port(a.viewer_host, a.viewer_port, "--viewer-port")  # before any data loads
     trainer = Trainer(cfg, run_dir, device, resume=a.resume, overwrite=a.overwrite, log=log,
                       show_progress=not a.quiet, init_file=a.init)
     log(f"train-scene: {cfg.model.method} on {cfg.data.path or 'the built-in scene'} -> {run_dir} ({device})")
-    result = trainer.train()
+    viewer = start_viewer(trainer, a, log) if a.viewer else None
+    try:
+        result = trainer.train()
+    finally:
+        if viewer is not None:
+            viewer.close()
     if result.interrupted_by is not None:
         print(f"train-scene: stopped by signal {result.interrupted_by} at step {result.step}; checkpoint saved. "
               f"Continue with: train-scene --out {run_dir} --resume", file=sys.stderr)
@@ -95,6 +112,21 @@ def train(argv: list[str]) -> int:
         f"  score:  eval-scene {run_dir}\n"
         f"  video:  render-video {run_dir}")
     return 0
+
+
+def start_viewer(trainer, a, log):
+    """The viewer on the run being trained: it renders between steps, within its share of the time."""
+    from nerf.inference.video import training_cameras
+    from nerf.runs.run_folder import read_scene_json
+    from nerf.viewer.server import SceneViewer
+
+    cameras = training_cameras(read_scene_json(trainer.run_dir), trainer.run_dir)
+    viewer = SceneViewer(trainer.model, trainer.info, cameras, trainer.run_dir, trainer.cfg.render.chunk, a.viewer_host,
+                         a.viewer_port, photos=trainer.scene.images, image_names=trainer.scene.image_names, live=True,
+                         share=a.viewer_share, log=log)
+    trainer.on_step.append(viewer.poll)
+    log(f"train-scene: viewer at {viewer.url} (rendering at most {a.viewer_share:.0%} of the time)")
+    return viewer
 
 
 def main(argv: list[str] | None = None) -> int:
