@@ -38,11 +38,14 @@ class TrainConfig:
     max_minutes: stop after this much training time (summed over resumes; 0 = no limit).
     max_bad_steps: non-finite steps in a row before rolling back to the last checkpoint at half
     the learning rate; collapse_check_after: the step from which an all-empty or all-solid field
-    is reported."""
+    is reported. batch_shards: the batch is drawn in this many shards, each from its own random
+    stream (0: one per process under torchrun); a single process with N shards reproduces an
+    N-process run, and takes a batch too large for memory one shard at a time."""
 
     max_steps: int = 200_000
     max_minutes: float = 0.0
     batch_rays: int = 1024
+    batch_shards: int = 0
     lr: float = 5e-4
     lr_decay_steps: int = 250_000
     lr_decay_factor: float = 0.1
@@ -65,7 +68,7 @@ class TrainConfig:
                   "max_bad_steps"):
             if getattr(self, k) < 1:
                 errs.append(f"train.{k}: must be >= 1, got {getattr(self, k)}")
-        for k in ("max_minutes", "precrop_steps", "eval_every", "threads", "collapse_check_after"):
+        for k in ("max_minutes", "precrop_steps", "eval_every", "threads", "collapse_check_after", "batch_shards"):
             if getattr(self, k) < 0:
                 errs.append(f"train.{k}: must be >= 0, got {getattr(self, k)}")
         if not self.lr > 0:

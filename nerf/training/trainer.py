@@ -24,9 +24,18 @@ from nerf.render.video import depth_to_rgb
 from nerf.runs.checkpoints import load_latest_checkpoint, save_checkpoint
 from nerf.runs.run_folder import build_run_model, prepare_run_dir, save_scene_json
 from nerf.scene_rays import SceneInfo, pixel_rays
+from nerf.training import distributed
 from nerf.training.batches import masked_pixels, sample_batch
+from nerf.training.distributed import SINGLE, RankLost, Ranks
 from nerf.training.schedules import learning_rate
-from nerf.training.step import optimisation_step
+from nerf.training.step import sharded_step
+
+
+class _NoWriter:
+    """Stands in for the TensorBoard writer on ranks other than 0 (only rank 0 writes)."""
+
+    def __getattr__(self, name):
+        return lambda *a, **k: None
 
 
 class StopRequested:
@@ -75,12 +84,18 @@ def _config_changes(saved: dict, current: dict) -> list[str]:
 
 class Trainer:
     def __init__(self, cfg: Config, run_dir: Path, device: torch.device, resume: bool = False,
-                 overwrite: bool = False, log=print, show_progress: bool = True, init_file: Path | None = None):
-        """init_file: start from a learned initialisation (written by meta-train) instead of the default one."""
+                 overwrite: bool = False, log=print, show_progress: bool = True, init_file: Path | None = None,
+                 ranks: Ranks = SINGLE):
+        """init_file: start from a learned initialisation (written by meta-train) instead of the default one.
+        ranks: this process's place in a torchrun job (training/distributed.py); one process by default."""
         self.cfg, self.run_dir, self.device, self.log = cfg, Path(run_dir), device, log
-        self.show_progress = show_progress
+        self.show_progress, self.ranks = show_progress, ranks
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
+        elif ranks.active:  # torchrun starts each process with one thread; share the node's cores instead
+            torch.set_num_threads(distributed.default_threads(ranks))
+        self.n_shards = distributed.resolve_shards(ranks, cfg.train.batch_shards, cfg.train.batch_rays)
+        self.shard_sizes = distributed.shard_sizes(cfg.train.batch_rays, self.n_shards)
         self.scene = load_scene(cfg.data, "train")
         self.val_scene = load_scene(dataclasses.replace(cfg.data, max_images=1), "val")
         self.info = SceneInfo.from_scene(self.scene, has_alpha=self.scene.alpha is not None)
@@ -91,13 +106,18 @@ class Trainer:
 
             load_init(Path(init_file), self.model, cfg)
             self.log(f"initialised from {init_file}")
-        prepare_run_dir(self.run_dir, resume, overwrite)  # only once the data (and init) loaded: no empty run folders
+        # only once the data (and init) loaded: no empty run folders
+        distributed.from_rank0(ranks, lambda: prepare_run_dir(self.run_dir, resume, overwrite))
         self.model.train()
         # fused Adam: one kernel over all parameters, same update rule, several times faster per
         # update on a CPU (benchmarks/optimizer_step.py)
         self.optimizer = torch.optim.Adam(self.model.param_groups(cfg.train.lr), betas=(0.9, 0.999),
                                           fused=device.type in ("cpu", "cuda"))
-        self.generator = torch.Generator(device=device).manual_seed(cfg.train.seed)
+        # one random stream per shard of the batch, each rank drawing its own (shard 0: the single-process stream)
+        self.generators = {s: torch.Generator(device=device).manual_seed(distributed.shard_seed(cfg.train.seed, s))
+                           for s in distributed.local_shards(ranks, self.n_shards)}
+        self.generator = next(iter(self.generators.values()))
+        self.stream_states = (-1, {})  # (step, states) at the start of the step in progress
         self.step, self.train_seconds = 0, 0.0
         self.skipped_steps, self.fault_streak, self.rollbacks, self.lr_scale = 0, 0, 0, 1.0
         self.collapse_reported = False
@@ -106,16 +126,25 @@ class Trainer:
             self._restore()
         else:
             self.model.prepare(self.scene)
-        save_config(cfg, self.run_dir / "config.yaml")
-        save_scene_json(self.run_dir, self.info, self.scene)
+        def write_run_files():
+            save_config(cfg, self.run_dir / "config.yaml")
+            save_scene_json(self.run_dir, self.info, self.scene)
+
+        distributed.from_rank0(ranks, write_run_files)
+        distributed.broadcast_model(ranks, self.model)  # every rank starts from rank 0's weights
         self.images = self.scene.images.to(device)
         self.cameras = self.scene.cameras.to(device)
         self.valid_pixels = masked_pixels(self.scene.mask)
         if self.valid_pixels is not None:
             self.valid_pixels = self.valid_pixels.to(device)
 
+    def _latest_checkpoint(self) -> tuple[dict, Path] | None:
+        """The newest checkpoint, read by rank 0 and handed to every rank."""
+        where = "cpu" if self.ranks.active else self.device
+        return distributed.from_rank0(self.ranks, lambda: load_latest_checkpoint(self.run_dir, map_location=where))
+
     def _restore(self) -> None:
-        found = load_latest_checkpoint(self.run_dir, map_location=self.device)
+        found = self._latest_checkpoint()
         if found is None:
             self.log(f"{self.run_dir}: no checkpoint to resume from; starting at step 0")
             return
@@ -129,21 +158,47 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as exc:
             raise UserError(f"{path}: checkpoint does not fit this model ({str(exc).splitlines()[0]})") from None
-        self.generator.set_state(state["generator"].to(self.generator.device) if self.device.type != "cpu"
-                                 else state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.step, self.train_seconds = int(state["step"]), float(state.get("train_seconds", 0.0))
+        self._restore_streams(state)
         self.skipped_steps = int(state.get("skipped_steps", 0))
         self.lr_scale = float(state.get("lr_scale", 1.0))
         self.log(f"resuming {self.run_dir} from {path.name} (step {self.step})")
 
-    def save(self) -> Path:
+    def _restore_streams(self, state: dict) -> None:
+        """Each local shard's random stream from the checkpoint. A shard it lacks (the run had
+        another number of shards, or a rank was lost before its stream was saved) restarts from a
+        seed of (seed, shard, step): the run goes on, no longer identical to an uninterrupted one."""
+        saved = {0: state["generator"], **state.get("shard_generators", {})}
+        restarted = []
+        for s, gen in self.generators.items():
+            if saved.get(s) is None:
+                gen.manual_seed(distributed.shard_seed(self.cfg.train.seed, s, restart_step=self.step))
+                restarted.append(s)
+            else:
+                gen.set_state(saved[s].to(gen.device) if self.device.type != "cpu" else saved[s])
+        if restarted or state.get("batch_shards", 1) != self.n_shards:
+            self.log(f"note: the checkpoint has {state.get('batch_shards', 1)} batch shard(s), this run "
+                     f"{self.n_shards}; shard stream(s) {restarted or 'none'} restart, so the run continues "
+                     f"but no longer matches an uninterrupted one")
+
+    def save(self, stream_states: dict | None = None) -> Path | None:
+        """Rank 0 writes a checkpoint holding every shard's random stream, gathered from the ranks;
+        `stream_states` (shard -> state) replaces the gathering when another rank is lost."""
+        if stream_states is None:
+            mine = {s: g.get_state() for s, g in self.generators.items()}
+            stream_states = {s: st for part in distributed.all_gather(self.ranks, mine) for s, st in part.items()}
+        if not self.ranks.writer:
+            return None
         state = {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
-            "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "generator": stream_states[0], "torch_rng": torch.get_rng_state(),
             "train_seconds": self.train_seconds, "config": self.cfg.to_dict(),
             "skipped_steps": self.skipped_steps, "lr_scale": self.lr_scale,
         }
+        if self.n_shards > 1:
+            state["batch_shards"] = self.n_shards
+            state["shard_generators"] = {s: st for s, st in stream_states.items() if s}
         return save_checkpoint(self.run_dir, self.step, state, self.cfg.train.keep_checkpoints)
 
     def _set_lr(self) -> tuple[float, float]:
@@ -166,9 +221,16 @@ class Trainer:
         if self.model.before_step(self.step, lr_factor):
             self._drop_stale_optimizer_state()
         crop = t.precrop_fraction if self.step < t.precrop_steps else 1.0
-        cam, x, y, target = sample_batch(self.images, t.batch_rays, self.generator, crop, self.valid_pixels)
-        rays = pixel_rays(self.cameras, cam, x, y, self.info)
-        result = optimisation_step(self.model, self.optimizer, rays, target, self.generator)
+        if self.ranks.active:  # what a checkpoint holds if another rank is lost during this step
+            self.stream_states = (self.step, {s: g.get_state() for s, g in self.generators.items()})
+        shards = []
+        for s, generator in self.generators.items():  # this rank's shards of the global batch
+            n = self.shard_sizes[s]
+            cam, x, y, target = sample_batch(self.images, n, generator, crop, self.valid_pixels)
+            rays = pixel_rays(self.cameras, cam, x, y, self.info)
+            shards.append((rays, target, generator, n / t.batch_rays))
+        reduce = (lambda finite: distributed.reduce_gradients(self.ranks, self.model, finite)) if self.ranks.active else None
+        result = sharded_step(self.model, self.optimizer, shards, reduce)
         self.step += 1
         if result.finite:
             self.fault_streak = 0
@@ -192,7 +254,7 @@ class Trainer:
 
     def _roll_back(self) -> None:
         """Repeated numerical faults: reload the newest checkpoint's weights, halve the learning rate."""
-        found = load_latest_checkpoint(self.run_dir, map_location=self.device)
+        found = self._latest_checkpoint()
         self.lr_scale *= 0.5
         where = "no checkpoint yet, weights kept"
         if found is not None:
@@ -239,6 +301,40 @@ class Trainer:
         writer.add_image("eval/opacity", out["opacity"].clamp(0, 1), self.step, dataformats="HW")
         return figs
 
+    def _mean_over_ranks(self, figs: dict) -> dict:
+        """The logged figures averaged over the ranks, each of which saw its part of the batch."""
+        if not self.ranks.active:
+            return figs
+        flat = {k: figs[k] for k in ("loss", "samples_per_ray", "opacity_mean", "opacity_std")}
+        flat.update({f"losses/{k}": v for k, v in figs["losses"].items()})
+        flat.update({f"metrics/{k}": v for k, v in figs["metrics"].items()})
+        mean = distributed.mean_over_ranks(self.ranks, flat)
+        pick = lambda prefix: {k[len(prefix):]: v for k, v in mean.items() if k.startswith(prefix)}  # noqa: E731
+        return {**figs, **pick("metrics/"), **{k: mean[k] for k in flat if "/" not in k},
+                "losses": pick("losses/"), "metrics": pick("metrics/")}
+
+    def _check_ranks_agree(self) -> None:
+        """Every rank should hold the same weights and grids (the same update from the same
+        gradients); if one drifted (a nondeterministic kernel), say so and realign on rank 0's."""
+        drifted = distributed.differing_tensors(self.ranks, self.model)
+        if drifted:
+            self.log(f"warning: ranks disagree at step {self.step} on {', '.join(drifted[:3])}"
+                     f"{' ...' if len(drifted) > 3 else ''}; continuing from rank 0's values")
+            distributed.broadcast_model(self.ranks, self.model)
+
+    def _rank_lost(self, exc: RankLost, writer) -> RankLost:
+        """Another process of the job stopped: rank 0 checkpoints the last complete step (streams
+        of the lost ranks' shards restart on resume) and every rank stops with one line."""
+        where = ""
+        if self.ranks.writer:
+            step, states = self.stream_states
+            if step != self.step:  # the step finished: the streams are where the next one starts
+                states = {s: g.get_state() for s, g in self.generators.items()}
+            where = f"; saved {self.save(stream_states=states)}"
+            writer.close()
+        return RankLost(f"rank {self.ranks.rank}: another process of the job stopped at step {self.step} "
+                        f"({exc}){where}")
+
     def expected_last_step(self) -> int:
         """The step a run capped by train.max_minutes will reach at its current step rate."""
         left = max(self.cfg.train.max_minutes * 60 - self.train_seconds, 0.0)
@@ -250,14 +346,20 @@ class Trainer:
 
     def train(self) -> TrainResult:
         t = self.cfg.train
-        writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=self.step if self.step else None)
+        writer = (SummaryWriter(log_dir=str(self.run_dir), purge_step=self.step if self.step else None)
+                  if self.ranks.writer else _NoWriter())
         bar = tqdm(total=t.max_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
                    disable=not self.show_progress, mininterval=1.0)
         last_eval, saved_step = None, None
         window_time, window_steps, window_samples = 0.0, 0, 0.0
         try:
             with StopRequested() as stop:
-                while self.budget_left() and stop.signum is None:
+                while True:
+                    if self.ranks.active:  # one clock and one stop decision for every rank
+                        self.train_seconds, stop.signum = distributed.sync_step_state(self.ranks, self.train_seconds,
+                                                                                      stop.signum)
+                    if not self.budget_left() or stop.signum is not None:
+                        break
                     t0 = time.perf_counter()
                     figs = self.train_step()
                     dt = time.perf_counter() - t0
@@ -267,10 +369,11 @@ class Trainer:
                     window_samples += figs["samples_per_ray"] * t.batch_rays
                     bar.update(1)
                     advice = self.check_collapse(figs)
-                    if advice:
+                    if advice and self.ranks.writer:
                         tqdm.write(advice)
                         writer.add_text("train/warning", advice, self.step)
                     if self.step % t.log_every == 0 or self.step == 1:
+                        figs = self._mean_over_ranks(figs)
                         writer.add_scalar("train/loss", figs["loss"], self.step)
                         if len(figs["losses"]) > 1:  # each term, when the model has several
                             for name, value in figs["losses"].items():
@@ -291,21 +394,24 @@ class Trainer:
                         if t.max_minutes > 0:  # a time-capped run ends at the step the clock allows
                             bar.total = min(t.max_steps, self.expected_last_step())
                             bar.refresh()
-                    if t.eval_every and self.step % t.eval_every == 0:
+                    if t.eval_every and self.step % t.eval_every == 0 and self.ranks.writer:
                         t0 = time.perf_counter()
                         last_eval = self.log_eval_view(writer)["psnr"]
                         self.train_seconds += time.perf_counter() - t0
                     if self.step % t.checkpoint_every == 0 and self.fault_streak == 0:  # keep pre-fault weights
+                        self._check_ranks_agree()
                         self.save()
                         saved_step = self.step
                     for hook in self.on_step:
                         hook(self)
                 interrupted = stop.signum
+            if saved_step != self.step:
+                self.save()
+        except RankLost as exc:
+            raise self._rank_lost(exc, writer) from exc
         finally:
             bar.close()
-        if saved_step != self.step:
-            self.save()
-        if t.eval_every and self.step % t.eval_every != 0 and interrupted is None:
+        if t.eval_every and self.step % t.eval_every != 0 and interrupted is None and self.ranks.writer:
             last_eval = self.log_eval_view(writer)["psnr"]
         writer.flush()
         writer.close()
