@@ -23,14 +23,17 @@ def evaluate(argv: list[str]) -> int:
     from nerf.inference.evaluation import evaluate_run
     from nerf.runs.run_folder import load_run_config, load_trained_model
     from nerf.scene_rays import SceneInfo
+    from nerf.training import distributed
 
     run_dir = Path(a.run_dir)
     cfg = load_run_config(run_dir, [f"data.path={a.data}"] if a.data else [])
     if a.seed is not None:
         torch.manual_seed(a.seed)
-    model, step, scene_json = load_trained_model(run_dir, cfg, pick_device(a.device))
+    ranks, device = distributed.init(pick_device(a.device))  # under torchrun the views are split among the ranks
+    model, step, scene_json = load_trained_model(run_dir, cfg, device)
     evaluate_run(run_dir, cfg, model, step, SceneInfo(**scene_json["info"]), a.split, a.max_views,
-                 show_progress=not a.quiet, log=printer(a.quiet))
+                 show_progress=not a.quiet, log=printer(a.quiet or not ranks.writer),
+                 ranks=ranks if ranks.active else None)
     return 0
 
 

@@ -51,6 +51,7 @@ def train(argv: list[str]) -> int:
 
     from nerf.config import load_config, read_yaml
     from nerf.inference.evaluation import evaluate_run
+    from nerf.training import distributed
     from nerf.training.trainer import Trainer
 
     if a.resume and not a.out:
@@ -75,8 +76,9 @@ def train(argv: list[str]) -> int:
     else:
         scene = Path(cfg.data.path).name if cfg.data.path else "builtin"
         run_dir = Path("runs") / f"{scene}-{cfg.model.method}-{time.strftime('%Y%m%d-%H%M%S')}"
-    device = pick_device(a.device)
-    log = printer(a.quiet)
+    ranks, device = distributed.init(pick_device(a.device))  # a torchrun job when its environment names one
+    run_dir = distributed.from_rank0(ranks, lambda: run_dir)  # rank 0's: the default name holds the time
+    log = printer(a.quiet or not ranks.writer)
 
     if a.viewer:
         from nerf.viewer.server import check_port
@@ -85,24 +87,29 @@ def train(argv: list[str]) -> int:
             raise UserError(f"--viewer-share: must be in (0, 1], got {a.viewer_share}")
         check_port(a.viewer_host, a.viewer_port, "--viewer-port")  # before any data loads
     trainer = Trainer(cfg, run_dir, device, resume=a.resume, overwrite=a.overwrite, log=log,
-                      show_progress=not a.quiet, init_file=a.init)
+                      show_progress=not a.quiet and ranks.writer, init_file=a.init, ranks=ranks)
     log(f"train-scene: {cfg.model.method} on {cfg.data.path or 'the built-in scene'} -> {run_dir} ({device})")
-    viewer = start_viewer(trainer, a, log) if a.viewer else None
+    viewer = start_viewer(trainer, a, log) if a.viewer and ranks.writer else None
+    again = f"torchrun --nproc-per-node={ranks.local_world} -m nerf train-scene" if ranks.active else "train-scene"
     try:
         result = trainer.train()
+    except distributed.RankLost as exc:  # another process of the job died: stop with one line
+        print(f"train-scene: error: {exc}. Continue with: {again} --out {run_dir} --resume", file=sys.stderr)
+        return 1
     finally:
         if viewer is not None:
             viewer.close()
     if result.interrupted_by is not None:
-        print(f"train-scene: stopped by signal {result.interrupted_by} at step {result.step}; checkpoint saved. "
-              f"Continue with: train-scene --out {run_dir} --resume", file=sys.stderr)
+        if ranks.writer:
+            print(f"train-scene: stopped by signal {result.interrupted_by} at step {result.step}; checkpoint saved. "
+                  f"Continue with: {again} --out {run_dir} --resume", file=sys.stderr)
         return INTERRUPTED_EXIT.get(result.interrupted_by, 1)
     log(f"trained {result.step} steps in {result.train_seconds / 60:.1f} min")
     if not a.no_eval:
         evaluate_run(run_dir, cfg, trainer.model, result.step, trainer.info, cfg.eval.split, cfg.eval.max_views,
-                     show_progress=not a.quiet, log=log)
+                     show_progress=not a.quiet, log=log, ranks=ranks if ranks.active else None)
     showcase = a.showcase if a.showcase is not None else cfg.data.path is None
-    if showcase:
+    if showcase and ranks.writer:
         from nerf.inference.showcase import write_showcase
 
         video, sheet = write_showcase(run_dir, cfg, trainer.model, show_progress=not a.quiet)

@@ -17,20 +17,25 @@ from nerf.scene_rays import SceneInfo
 
 
 def evaluate_run(run_dir: Path, cfg: Config, model, step: int, info: SceneInfo, split: str, max_views: int,
-                 show_progress: bool = True, log=print) -> dict:
+                 show_progress: bool = True, log=print, ranks=None) -> dict | None:
     """Render `max_views` evenly spaced views of `split` (0 = all), score them and write
-    RUN_DIR/metrics.json and RUN_DIR/renders/<split>/{name}.png, {name}_depth.png."""
+    RUN_DIR/metrics.json and RUN_DIR/renders/<split>/{name}.png, {name}_depth.png. `ranks`
+    (under torchrun) splits the views among the processes; rank 0 writes, the others return None."""
     scene = load_scene(dataclasses.replace(cfg.data, max_images=max_views), split)
+    writer = ranks is None or ranks.writer
     out_dir = run_dir / "renders" / split
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if writer:
+        out_dir.mkdir(parents=True, exist_ok=True)
 
     def save(i, name, render, figures):
         iio.imwrite(out_dir / f"{name}.png", to_uint8(render["rgb"]))
         iio.imwrite(out_dir / f"{name}_depth.png",
                     to_uint8(depth_to_rgb(render["depth"], info.near, info.far, render["opacity"])))
 
-    with tqdm(total=len(scene), desc=f"eval {split}", unit="view", disable=not show_progress) as bar:
-        result = score_views(model, scene, info, cfg.render.chunk, on_view=save, progress=bar)
+    with tqdm(total=len(scene), desc=f"eval {split}", unit="view", disable=not (show_progress and writer)) as bar:
+        result = score_views(model, scene, info, cfg.render.chunk, on_view=save, progress=bar, ranks=ranks)
+    if not writer:
+        return None
     metrics = {"psnr": result.pop("psnr"), "ssim": result.pop("ssim")}
     if "depth_mae" in result:
         metrics["depth_mae"] = result.pop("depth_mae")

@@ -32,29 +32,37 @@ def depth_error(pred_depth: torch.Tensor, true_depth: torch.Tensor) -> float:
     return float((pred_depth[hit] - true_depth[hit]).abs().mean())
 
 
-def score_views(model, scene, info: SceneInfo, chunk: int, on_view=None, progress=None) -> dict:
+def score_views(model, scene, info: SceneInfo, chunk: int, on_view=None, progress=None, ranks=None) -> dict | None:
     """Render every view of `scene` and score it; `on_view(i, name, render, figures)` sees each.
 
     Returns the mean psnr and ssim, mean depth_mae when the scene has true depth, timing and
-    per-image figures.
+    per-image figures. `ranks` (training/distributed.py, under torchrun) splits the views among
+    the processes; rank 0 receives them all, in order, and the others return None.
     """
     per_image = []
     device = next(model.parameters()).device
     cams = scene.cameras.to(device)
     start = time.perf_counter()
-    for i in range(len(scene)):
+
+    def score(i):
         out = render_view(model, cams, i, info, chunk)
         gt = scene.images[i]
         figures = {"name": scene.image_names[i] if scene.image_names else str(i),
                    "psnr": psnr(out["rgb"], gt), "ssim": ssim(out["rgb"], gt)}
         if scene.depth is not None:
             figures["depth_mae"] = depth_error(out["depth"], scene.depth[i])
+        return figures, ({k: v.cpu() for k, v in out.items()} if ranks is not None else out)
+
+    views = ranks.map(len(scene), score) if ranks is not None else ((i, score(i)) for i in range(len(scene)))
+    for i, (figures, out) in views:
         per_image.append(figures)
         if on_view is not None:
             on_view(i, figures["name"], out, figures)
         if progress is not None:
             progress.update(1)
             progress.set_postfix(psnr=f"{figures['psnr']:.2f}")
+    if ranks is not None and not ranks.writer:
+        return None
     elapsed = time.perf_counter() - start
     mean = lambda k: sum(f[k] for f in per_image) / len(per_image)  # noqa: E731
     result = {"psnr": mean("psnr"), "ssim": mean("ssim")}

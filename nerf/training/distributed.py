@@ -17,10 +17,12 @@ no-op and nothing is imported from torch.distributed's process groups.
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import datetime
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterator
 
 import torch
@@ -51,6 +53,10 @@ class Ranks:
         """Only rank 0 writes the run folder, TensorBoard and the console."""
         return self.rank == 0
 
+    def map(self, n: int, fn: Callable[[int], object]) -> Iterator[tuple[int, object]]:
+        """`map_in_rounds` on these ranks: what rendering code takes to split views or frames."""
+        return map_in_rounds(self, n, fn)
+
 
 SINGLE = Ranks()
 
@@ -67,7 +73,8 @@ def init(device: torch.device) -> tuple[Ranks, torch.device]:
     """Join the torchrun job the environment describes (WORLD_SIZE > 1), else run alone.
 
     On CUDA each rank takes GPU LOCAL_RANK and talks NCCL; on the CPU, gloo. Returns the ranks and
-    the device this process trains on.
+    the device this process trains on. Each rank gets the node's cores / its ranks as CPU threads
+    (torchrun starts every process with one); train.threads overrides that for training.
     """
     world = _env_int("WORLD_SIZE", 1)
     if world <= 1:
@@ -87,7 +94,10 @@ def init(device: torch.device) -> tuple[Ranks, torch.device]:
         backend = "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
-    return Ranks(rank, world, local_rank, local_world, str(device) if backend == "nccl" else "cpu"), device
+    ranks = Ranks(rank, world, local_rank, local_world, str(device) if backend == "nccl" else "cpu")
+    torch.set_num_threads(default_threads(ranks))
+    atexit.register(shutdown, ranks)
+    return ranks, device
 
 
 def shutdown(ranks: Ranks) -> None:
@@ -142,9 +152,11 @@ def resolve_shards(ranks: Ranks, configured: int, batch: int) -> int:
 def _collective(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
-    except RuntimeError as exc:  # gloo's "Connection closed by peer", NCCL errors, timeouts
+    except RuntimeError as exc:  # gloo's "Connection reset by peer", NCCL errors, timeouts
         lines = str(exc).strip().splitlines()
-        raise RankLost(lines[-1] if lines else type(exc).__name__) from exc
+        # the first sentence, without the source location gloo puts first
+        first = re.sub(r"^\[[^\]]*\]\s*", "", lines[-1] if lines else "").split(". ")[0]
+        raise RankLost(first or type(exc).__name__) from exc
 
 
 def _synced_buffers(model: torch.nn.Module) -> list[torch.Tensor]:

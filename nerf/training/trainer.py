@@ -92,8 +92,6 @@ class Trainer:
         self.show_progress, self.ranks = show_progress, ranks
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
-        elif ranks.active:  # torchrun starts each process with one thread; share the node's cores instead
-            torch.set_num_threads(distributed.default_threads(ranks))
         self.n_shards = distributed.resolve_shards(ranks, cfg.train.batch_shards, cfg.train.batch_rays)
         self.shard_sizes = distributed.shard_sizes(cfg.train.batch_rays, self.n_shards)
         self.scene = load_scene(cfg.data, "train")
@@ -354,61 +352,62 @@ class Trainer:
         window_time, window_steps, window_samples = 0.0, 0, 0.0
         try:
             with StopRequested() as stop:
-                while True:
-                    if self.ranks.active:  # one clock and one stop decision for every rank
-                        self.train_seconds, stop.signum = distributed.sync_step_state(self.ranks, self.train_seconds,
-                                                                                      stop.signum)
-                    if not self.budget_left() or stop.signum is not None:
-                        break
-                    t0 = time.perf_counter()
-                    figs = self.train_step()
-                    dt = time.perf_counter() - t0
-                    self.train_seconds += dt
-                    window_time += dt
-                    window_steps += 1
-                    window_samples += figs["samples_per_ray"] * t.batch_rays
-                    bar.update(1)
-                    advice = self.check_collapse(figs)
-                    if advice and self.ranks.writer:
-                        tqdm.write(advice)
-                        writer.add_text("train/warning", advice, self.step)
-                    if self.step % t.log_every == 0 or self.step == 1:
-                        figs = self._mean_over_ranks(figs)
-                        writer.add_scalar("train/loss", figs["loss"], self.step)
-                        if len(figs["losses"]) > 1:  # each term, when the model has several
-                            for name, value in figs["losses"].items():
-                                writer.add_scalar(f"loss/{name}", value, self.step)
-                        for name, value in figs["metrics"].items():  # whatever the model reports
-                            writer.add_scalar(f"train/{name}", value, self.step)
-                        writer.add_scalar("train/lr", figs["lr"], self.step)
-                        writer.add_scalar("perf/rays_per_s", window_steps * t.batch_rays / window_time, self.step)
-                        writer.add_scalar("perf/samples_per_s", window_samples / window_time, self.step)
-                        writer.add_scalar("perf/samples_per_ray", figs["samples_per_ray"], self.step)
-                        writer.add_scalar("train/skipped_steps", self.skipped_steps, self.step)
-                        writer.add_scalar("train/opacity", figs["opacity_mean"], self.step)
-                        window_time, window_steps, window_samples = 0.0, 0, 0.0
-                        shown = {"psnr": f"{figs['metrics'].get('psnr', float('nan')):.2f}"}
-                        if last_eval:
-                            shown["eval"] = f"{last_eval:.2f}"
-                        bar.set_postfix(**shown)
-                        if t.max_minutes > 0:  # a time-capped run ends at the step the clock allows
-                            bar.total = min(t.max_steps, self.expected_last_step())
-                            bar.refresh()
-                    if t.eval_every and self.step % t.eval_every == 0 and self.ranks.writer:
+                try:  # a signal during the checkpoint after a lost rank waits for it
+                    while True:
+                        if self.ranks.active:  # one clock and one stop decision for every rank
+                            self.train_seconds, stop.signum = distributed.sync_step_state(self.ranks, self.train_seconds,
+                                                                                          stop.signum)
+                        if not self.budget_left() or stop.signum is not None:
+                            break
                         t0 = time.perf_counter()
-                        last_eval = self.log_eval_view(writer)["psnr"]
-                        self.train_seconds += time.perf_counter() - t0
-                    if self.step % t.checkpoint_every == 0 and self.fault_streak == 0:  # keep pre-fault weights
-                        self._check_ranks_agree()
+                        figs = self.train_step()
+                        dt = time.perf_counter() - t0
+                        self.train_seconds += dt
+                        window_time += dt
+                        window_steps += 1
+                        window_samples += figs["samples_per_ray"] * t.batch_rays
+                        bar.update(1)
+                        advice = self.check_collapse(figs)
+                        if advice and self.ranks.writer:
+                            tqdm.write(advice)
+                            writer.add_text("train/warning", advice, self.step)
+                        if self.step % t.log_every == 0 or self.step == 1:
+                            figs = self._mean_over_ranks(figs)
+                            writer.add_scalar("train/loss", figs["loss"], self.step)
+                            if len(figs["losses"]) > 1:  # each term, when the model has several
+                                for name, value in figs["losses"].items():
+                                    writer.add_scalar(f"loss/{name}", value, self.step)
+                            for name, value in figs["metrics"].items():  # whatever the model reports
+                                writer.add_scalar(f"train/{name}", value, self.step)
+                            writer.add_scalar("train/lr", figs["lr"], self.step)
+                            writer.add_scalar("perf/rays_per_s", window_steps * t.batch_rays / window_time, self.step)
+                            writer.add_scalar("perf/samples_per_s", window_samples / window_time, self.step)
+                            writer.add_scalar("perf/samples_per_ray", figs["samples_per_ray"], self.step)
+                            writer.add_scalar("train/skipped_steps", self.skipped_steps, self.step)
+                            writer.add_scalar("train/opacity", figs["opacity_mean"], self.step)
+                            window_time, window_steps, window_samples = 0.0, 0, 0.0
+                            shown = {"psnr": f"{figs['metrics'].get('psnr', float('nan')):.2f}"}
+                            if last_eval:
+                                shown["eval"] = f"{last_eval:.2f}"
+                            bar.set_postfix(**shown)
+                            if t.max_minutes > 0:  # a time-capped run ends at the step the clock allows
+                                bar.total = min(t.max_steps, self.expected_last_step())
+                                bar.refresh()
+                        if t.eval_every and self.step % t.eval_every == 0 and self.ranks.writer:
+                            t0 = time.perf_counter()
+                            last_eval = self.log_eval_view(writer)["psnr"]
+                            self.train_seconds += time.perf_counter() - t0
+                        if self.step % t.checkpoint_every == 0 and self.fault_streak == 0:  # keep pre-fault weights
+                            self._check_ranks_agree()
+                            self.save()
+                            saved_step = self.step
+                        for hook in self.on_step:
+                            hook(self)
+                    interrupted = stop.signum
+                    if saved_step != self.step:
                         self.save()
-                        saved_step = self.step
-                    for hook in self.on_step:
-                        hook(self)
-                interrupted = stop.signum
-            if saved_step != self.step:
-                self.save()
-        except RankLost as exc:
-            raise self._rank_lost(exc, writer) from exc
+                except RankLost as exc:
+                    raise self._rank_lost(exc, writer) from exc
         finally:
             bar.close()
         if t.eval_every and self.step % t.eval_every != 0 and interrupted is None and self.ranks.writer:
