@@ -23,6 +23,7 @@ import torch
 
 from nerf.commands.evaluate import main as eval_main
 from nerf.commands.train import main as train_main
+from nerf.commands.video import main as video_main
 from nerf.training import distributed
 
 # the fast method on a tiny built-in scene, with the grid upsampled twice (parameters replaced
@@ -116,6 +117,25 @@ def test_eval_split_across_two_ranks_equals_one_process(runs, tmp_path):
     for name in pngs:
         assert np.array_equal(iio.imread(solo / "renders" / "test" / name),
                               iio.imread(root / "two" / "renders" / "test" / name)), name
+
+
+def test_video_split_across_two_ranks_equals_one_process(runs, tmp_path):
+    root, _ = runs
+    solo = tmp_path / "solo"
+    shutil.copytree(root / "two", solo)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert video_main([str(solo), "--frames", "5", "--quiet"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    split = torchrun("render-video", str(root / "two"), "--frames", "5", "--quiet")
+    assert split.returncode == 0, split.stderr[-3000:]
+    for name in ("rgb.mp4", "depth.mp4"):
+        a, b = (iio.imread(r / "videos" / name, index=None) for r in (solo, root / "two"))
+        assert a.shape[0] == 5 and a.shape == b.shape, (a.shape, b.shape)
+        assert np.array_equal(a, b), name
+        assert a.std() > 10  # frames with content, not a blank video
 
 
 def _kill_rank(marker: str, rank: int) -> bool:

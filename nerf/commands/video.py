@@ -43,13 +43,17 @@ def video(argv: list[str]) -> int:
         cameras, name, fps = file_cameras(cam_path, v.downscale), f"{Path(a.camera_path).stem}-", cam_path.fps
     if a.seed is not None:
         torch.manual_seed(a.seed)
-    model, step, scene_json = load_trained_model(run_dir, cfg, pick_device(a.device))
+    from nerf.training import distributed
+
+    ranks, device = distributed.init(pick_device(a.device))  # under torchrun the frames are split among the ranks
+    model, step, scene_json = load_trained_model(run_dir, cfg, device)
     t0 = time.perf_counter()
     rgb, depth = render_video(run_dir, model, scene_json, v.frames, fps, v.downscale, path, cfg.render.chunk,
-                              show_progress=not a.quiet, cameras=cameras, name=name)
+                              show_progress=not a.quiet and ranks.writer, cameras=cameras, name=name,
+                              ranks=ranks if ranks.active else None)
     dt = time.perf_counter() - t0
     n = v.frames if cameras is None else len(cameras)
-    printer(a.quiet)(f"render-video: {n} frames in {dt:.1f} s ({dt / n:.2f} s/frame) -> {rgb}, {depth}")
+    printer(a.quiet or not ranks.writer)(f"render-video: {n} frames in {dt:.1f} s ({dt / n:.2f} s/frame) -> {rgb}, {depth}")
     return 0
 
 

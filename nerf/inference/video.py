@@ -91,9 +91,10 @@ def file_cameras(camera_path: CameraPath, downscale: int = 1) -> Cameras:
 
 def render_video(run_dir: Path, model, scene_json: dict, frames: int, fps: float, downscale: int, path: str,
                  chunk: int, show_progress: bool = True, cameras: Cameras | None = None,
-                 name: str = "") -> tuple[Path, Path]:
+                 name: str = "", ranks=None) -> tuple[Path, Path]:
     """Write RUN_DIR/videos/{name}rgb.mp4 and {name}depth.mp4 along `cameras` (default: the path
-    `path`); returns their paths."""
+    `path`); returns their paths. `ranks` (training/distributed.py, under torchrun) splits the
+    frames among the processes; rank 0 receives them in order and writes."""
     info = SceneInfo(**scene_json["info"])
     device = next(model.parameters()).device
     if cameras is None:
@@ -101,11 +102,20 @@ def render_video(run_dir: Path, model, scene_json: dict, frames: int, fps: float
     cams = cameras.to(device)
     out = run_dir / "videos"
     rgb_path, depth_path = out / f"{name}rgb.mp4", out / f"{name}depth.mp4"
+    def frame(i):
+        r = render_view(model, cams, i, info, chunk)
+        return r["rgb"].cpu(), depth_to_rgb(r["depth"], info.near, info.far, r["opacity"]).cpu()
+
+    frames_out = ranks.map(len(cams), frame) if ranks is not None else ((i, frame(i)) for i in range(len(cams)))
+    if ranks is not None and not ranks.writer:
+        for _ in frames_out:  # renders this rank's frames for rank 0
+            pass
+        return rgb_path, depth_path
     with VideoWriter(rgb_path, fps) as rgb_w, VideoWriter(depth_path, fps) as depth_w:
-        for i in tqdm(range(len(cams)), desc="render-video", unit="frame", disable=not show_progress):
-            r = render_view(model, cams, i, info, chunk)
-            rgb_w.write(r["rgb"])
-            depth_w.write(depth_to_rgb(r["depth"], info.near, info.far, r["opacity"]))
+        for _, (rgb, depth) in tqdm(frames_out, total=len(cams), desc="render-video", unit="frame",
+                                    disable=not show_progress):
+            rgb_w.write(rgb)
+            depth_w.write(depth)
     return rgb_path, depth_path
 
 
