@@ -116,8 +116,9 @@ def _squad_controls(q: np.ndarray, closed: bool) -> np.ndarray:
     n = len(q)
     out = np.empty_like(q)
     for i in range(n):
-        prev = q[(i - 1) % n] if closed or i > 0 else q[i]
-        nxt = q[(i + 1) % n] if closed or i < n - 1 else q[i]
+        # an open path's ends continue at the rate of their last turn (a phantom key beyond them)
+        prev = q[(i - 1) % n] if closed or i > 0 else _qmul(_qmul(q[0], _qconj(q[1])), q[0])
+        nxt = q[(i + 1) % n] if closed or i < n - 1 else _qmul(_qmul(q[-1], _qconj(q[-2])), q[-1])
         prev = prev if np.dot(prev, q[i]) >= 0 else -prev
         nxt = nxt if np.dot(nxt, q[i]) >= 0 else -nxt
         inv = _qconj(q[i])
@@ -202,18 +203,26 @@ def interpolate_path(c2w, n_frames: int, closed: bool = False, fov=None, times=N
     def key(i):
         if closed:
             return pos[i % k]
-        if i < 0:  # reflect the first segment beyond the ends
-            return 2 * pos[0] - pos[1]
+        if i < 0:  # beyond the ends: the parabola through the three end keys, continued
+            return 3 * pos[0] - 3 * pos[1] + pos[2] if k > 2 else 2 * pos[0] - pos[1]
         if i > k - 1:
-            return 2 * pos[k - 1] - pos[k - 2]
+            return 3 * pos[k - 1] - 3 * pos[k - 2] + pos[k - 3] if k > 2 else 2 * pos[k - 1] - pos[k - 2]
         return pos[i]
 
+    # within a segment, the spline parameter u that has covered a given fraction of its arc length
+    grid = np.linspace(0.0, 1.0, 33)
+    arc = []
+    for seg in range(n_seg):
+        pts = np.stack([_catmull_rom(key(seg - 1), key(seg), key(seg + 1), key(seg + 2), u) for u in grid])
+        cum = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))])
+        arc.append(cum / cum[-1] if cum[-1] > 1e-12 else grid)
     out = np.tile(np.eye(4), (n_frames, 1, 1))
     fov_out = np.empty(n_frames) if fov_keys is not None else None
     for f, t in enumerate(frame_t):
         seg = int(np.clip(np.searchsorted(knots, t, side="right") - 1, 0, n_seg - 1))
         span = knots[seg + 1] - knots[seg]
-        u = 0.0 if span <= 0 else float(np.clip((t - knots[seg]) / span, 0.0, 1.0))
+        frac = 0.0 if span <= 0 else float(np.clip((t - knots[seg]) / span, 0.0, 1.0))
+        u = float(np.interp(frac, arc[seg], grid))
         out[f, :3, 3] = _catmull_rom(key(seg - 1), key(seg), key(seg + 1), key(seg + 2), u)
         a, b = q[seg], q[(seg + 1) % k]
         sa, sb = ctrl[seg], ctrl[(seg + 1) % k]
@@ -222,7 +231,7 @@ def interpolate_path(c2w, n_frames: int, closed: bool = False, fov=None, times=N
         qa = slerp(slerp(a, b, u), slerp(sa, sb, u), 2 * u * (1 - u))
         out[f, :3, :3] = matrix_from_quat(qa)[0]
         if fov_out is not None:
-            fov_out[f] = fov_keys[seg] + u * (fov_keys[(seg + 1) % k] - fov_keys[seg])
+            fov_out[f] = fov_keys[seg] + frac * (fov_keys[(seg + 1) % k] - fov_keys[seg])
     return torch.from_numpy(out).float(), None if fov_out is None else torch.from_numpy(fov_out).float()
 
 

@@ -96,7 +96,8 @@ class SceneViewer:
         self.chunk, self.live, self.share, self.log = chunk, live, share, log
         self.photos, self.image_names = photos, image_names
         self.device = next(model.parameters()).device
-        self.views: dict[int, ViewState] = {}
+        self.views: dict[int, ViewState] = {}  # the browsers connected now
+        self.views_seen: list[ViewState] = []  # every browser that connected (tests, benchmarks)
         self.lock = threading.Lock()
         self.wake = threading.Event()
         self.stopped = threading.Event()
@@ -185,6 +186,7 @@ class SceneViewer:
         v = ViewState(client=client, moved_at=time.perf_counter())
         with self.lock:
             self.views[client.client_id] = v
+            self.views_seen.append(v)
         self._build_gui(v)
         client.camera.on_update(lambda cam: self._camera_moved(v, cam))
         try:
