@@ -19,7 +19,7 @@ from nerf.render.camera_path import (
     slerp,
     write_camera_path,
 )
-from nerf.render.paths import look_at, orbit_path
+from nerf.render.paths import look_at
 
 
 def _angle(r1: np.ndarray, r2: np.ndarray) -> float:
