@@ -3,8 +3,9 @@ helpers they share (common.py). A new command: a module here and a line in COMMA
 pyproject.toml's [project.scripts]."""
 from __future__ import annotations
 
-from nerf.commands import evaluate, fit_image, meta_train, process_data, train, video, view
+from nerf.commands import evaluate, export, fit_image, meta_train, process_data, train, video, view
 
 COMMANDS = {"train-scene": train.main, "eval-scene": evaluate.main, "render-video": video.main,
             "fit-image": fit_image.main, "meta-train": meta_train.main,
-            "process-data": process_data.main, "view-scene": view.main}
+            "process-data": process_data.main, "export-scene": export.main,
+            "view-scene": view.main}
