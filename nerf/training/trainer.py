@@ -1,8 +1,10 @@
 """The training loop: random ray batches from all training images, logging, checkpoints, resume.
 
 Everything random (batch pixels, sample jitter, importance samples) draws from one generator
-whose state is checkpointed with the model and optimiser, so a resumed CPU run reproduces an
-uninterrupted one exactly. SIGINT/SIGTERM finish the current step, save and stop.
+per shard of the batch (one shard in a single process by default) whose state is checkpointed
+with the model and optimiser, so a resumed CPU run reproduces an uninterrupted one exactly.
+SIGINT/SIGTERM finish the current step, save and stop. Under torchrun each process trains its
+shards and the gradients are summed (distributed.py); rank 0 alone writes.
 """
 from __future__ import annotations
 
@@ -226,6 +228,7 @@ class Trainer:
             n = self.shard_sizes[s]
             cam, x, y, target = sample_batch(self.images, n, generator, crop, self.valid_pixels)
             rays = pixel_rays(self.cameras, cam, x, y, self.info)
+            rays.cam_idx = cam  # the image of each ray, for per-image parameters
             shards.append((rays, target, generator, n / t.batch_rays))
         reduce = (lambda finite: distributed.reduce_gradients(self.ranks, self.model, finite)) if self.ranks.active else None
         result = sharded_step(self.model, self.optimizer, shards, reduce)
