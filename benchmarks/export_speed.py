@@ -7,7 +7,8 @@ beside plain shading) with a small z-buffered point splatter.
     python benchmarks/export_speed.py RUN_DIR [--resolutions 256 512] [--num-points 1000000]
         [--picture docs/images/export_lego.png] [--tag lego400]
 
-Writes benchmarks/results/export_<tag>-<date>.json and the meshes under RUN_DIR/exports/.
+Writes benchmarks/results/export_<tag>-<date>.json, the record benchmarks/results/export-<date>.md and
+the meshes under RUN_DIR/exports/. Run it under `flock /tmp/nerf-bench.lock` on a shared machine.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import dated, machine, peak_rss_mb, write_json  # noqa: E402
+from benchmarks.common import dated, machine, peak_rss_mb, today, write_json  # noqa: E402
 
 
 def child(argv: list[str]) -> None:
@@ -126,7 +127,36 @@ def main() -> None:
     result = {"run": str(run), "machine": machine(), "rows": rows}
     path = dated(f"export_{a.tag or run.name}", "json")
     write_json(path, result)
-    print(f"-> {path}")
+    record = dated("export", "md")
+    record.write_text(markdown(result, a, " ".join(sys.argv[1:])))
+    print(f"-> {path}, {record}")
+
+
+def markdown(result: dict, a, args: str) -> str:
+    """The study's record: protocol, machine, commit, date, the table and the command."""
+    m = result["machine"]
+    scene = json.loads((Path(result["run"]) / "scene.json").read_text())
+    k = scene["intrinsics"]
+    lines = [f"# export-scene speed and memory, {today()}", "",
+             f"One trained run ({scene['name']}, {k['width']}x{k['height']} training images, "
+             f"step {json.loads((Path(result['run']) / 'metrics.json').read_text()).get('step', '?')}) exported by "
+             "`export-scene` in a fresh process per row: wall time of the whole command (loading the run, "
+             "sampling the density slab by slab, marching cubes, dropping small pieces, vertex colours, writing the "
+             "binary .ply) and the process's peak resident memory. Default level and --min-component; the "
+             "point cloud renders random pixels of the training views until it holds the points asked for.", "",
+             f"Command: `python benchmarks/export_speed.py {args}`  ",
+             f"Commit: {m['commit']}, torch {m['torch']}, {m['cores']} cores, {m['threads']} threads, "
+             f"load average at the start {m['load_avg_1min']:.2f}.", "",
+             "| export | seconds | peak memory | triangles / points | file |", "| --- | ---: | ---: | ---: | ---: |"]
+    for r in result["rows"]:
+        what = f"mesh, --resolution {r['resolution']}" if r["what"] == "mesh" else f"points, --num-points {r['num_points']}"
+        count = f"{r['triangles']:,} triangles" if r["what"] == "mesh" else f"{r['num_points']:,} points"
+        lines.append(f"| {what} | {r['seconds']:.1f} | {r['peak_rss_mb'] / 1024:.2f} GB | {count} | "
+                     f"{r['file_mb']:.0f} MB |")
+    if a.picture:
+        lines += ["", f"Picture of the --resolution {a.resolutions[0]} mesh: `{a.picture}` (vertex colours, then "
+                  "plain shading; drawn by `mesh_picture` in the script)."]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
