@@ -82,8 +82,9 @@ class Browser:
             image_height=height, image_width=width, look_at=(0.0, 0.0, 0.0), up_direction=(0.0, 0.0, 1.0))
         await self.ws.send(msgspec.msgpack.encode(msg.as_serializable_dict()))
 
-    async def next_image(self, timeout: float = 120.0) -> tuple[str, int]:
-        """(format, byte size) of the next background image."""
+    async def next_image(self, timeout: float = 120.0) -> tuple[str, int, int]:
+        """(format, byte size, height) of the next background image (decoded, as a page does)."""
+        import imageio.v3 as iio
         import msgspec
         import zstandard
 
@@ -94,7 +95,7 @@ class Browser:
             inner = zstandard.ZstdDecompressor().decompress(raw[16:16 + n_comp], max_output_size=n_inner)
             for m in msgspec.msgpack.decode(inner)["messages"]:
                 if m.get("type") == "BackgroundImageMessage" and m.get("rgb_data") is not None:
-                    return m["format"], len(m["rgb_data"])
+                    return m["format"], len(m["rgb_data"]), iio.imread(bytes(m["rgb_data"])).shape[0]
 
 
 def connect(port: int):
@@ -137,8 +138,8 @@ def preview(a) -> dict:
                         t0 = time.perf_counter()
                         await b.look(c2w, fov, w, h)
                         while True:  # a full-height frame of an earlier, still camera may still arrive
-                            fmt, size = await b.next_image()
-                            if fmt == "jpeg" and v.last_image is not None and v.last_image.shape[0] == height:
+                            fmt, size, rows = await b.next_image()
+                            if fmt == "jpeg" and rows == height:
                                 break
                         times.append(time.perf_counter() - t0)
                         sizes.append(size)
@@ -174,7 +175,7 @@ def training(a) -> dict:
     from nerf.training.trainer import Trainer
 
     src = Path(a.runs[0])
-    cfg = load_run_config(src, ["train.max_minutes=0", "train.max_steps=1000000", "train.eval_every=0",
+    cfg = load_run_config(src, ["train.max_minutes=600", "train.max_steps=1000000", "train.eval_every=0",
                                 "train.checkpoint_every=1000000", f"train.threads={a.threads}"])
     out_dir = Path(tempfile.mkdtemp(prefix="viewer-speed-"))
     try:

@@ -1,7 +1,7 @@
 """The viewer server: a viser page that shows the scene rendered at each browser's camera.
 
-While a camera moves, the view is rendered at the preview height (fast, blurry); once it has
-stood still for `STILL_SECONDS` the full-height render replaces it, and a render that a new move
+Every new view of a camera is first rendered at the preview height (fast, blurry); once the
+camera has stood still for `STILL_SECONDS` the full-height render replaces it, and a render that a new move
 makes stale is dropped between chunks. Each browser has its own controls (output, heights, the
 camera path it is drawing); browsers may come and go at any time.
 
@@ -368,7 +368,7 @@ class SceneViewer:
             if v.camera is None:
                 continue
             still = now - v.moved_at >= STILL_SECONDS
-            if v.shown_version != v.version and not still:
+            if v.shown_version != v.version:  # a view not shown yet: the quick preview first, whatever came before
                 job = (v, v.version, False)
             elif still and (v.refined_version != v.version
                             or (self.live and now - v.refined_at >= LIVE_REFRESH_SECONDS)):
