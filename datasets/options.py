@@ -25,6 +25,9 @@ class SyntheticOptions:
     grille: bool = False  # an upright panel of fine black and white bars behind the objects
     grille_period: float = 0.1  # width of one black and one white bar
     glass: float = 0.0  # opacity of a tinted semi-transparent sphere in front (0: none)
+    exposure: float = 0.0  # per training image, a random exposure and white balance change of this log-spread
+    pose_noise: float = 0.0  # training poses given with a random error of this many degrees (and shift, see synthetic.py)
+    unbounded: bool = False  # a textured sky sphere far outside the objects: no alpha, an unbounded capture
 
 
 @dataclass

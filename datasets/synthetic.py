@@ -17,6 +17,16 @@ option and still exact: `gloss` (a white highlight that moves with the view), `m
 sphere mirrors a procedural environment: colour that depends on the view alone), `rods` (thin
 upright tubes a pixel or two wide), `grille` (a panel of fine high-contrast bars) and `glass`
 (a semi-transparent tinted sphere, composited exactly over what lies behind it).
+
+What real captures get wrong, on the training split only (held-out views stay exact):
+`exposure` multiplies each training photo by a random gain and white balance (log-normal with
+this spread, the white balance at half of it), as a phone's auto-exposure does; `pose_noise`
+gives each training camera a pose off by a rotation of that many degrees about a random axis
+through its centre and a shift of pose_noise * POSE_SHIFT in a random direction.
+
+`unbounded` turns the scene into a real capture's kind: a textured sky sphere of radius SKY around
+the objects fills every pixel (no alpha), and the world is scaled as the capture loaders scale
+theirs (cameras on the unit sphere), so the sky lies far outside the unit ball.
 """
 from __future__ import annotations
 
@@ -29,10 +39,13 @@ from nerf.datasets.options import DataOptions, SyntheticOptions
 from nerf.datasets.scene import Cameras, Scene, evenly_spaced
 from nerf.render.paths import look_at
 from nerf.render.rays import image_rays
+from nerf.render.rotations import so3_exp
 
 RADIUS = 4.0
 NEAR, FAR = 2.4, 5.6
 BBOX = ((-1.1, -1.1, -1.1), (1.1, 1.1, 1.1))
+POSE_SHIFT = 0.02  # scene units of shift per degree of pose_noise (a percent of the cameras' distance at 2 degrees)
+SKY = 24.0  # radius of the unbounded variant's sky sphere, in the scene's units
 LIGHT = torch.nn.functional.normalize(torch.tensor([0.5, -0.35, 0.8]), dim=0)
 AMBIENT = 0.3
 
@@ -156,6 +169,18 @@ def environment(r: torch.Tensor) -> torch.Tensor:
     return (sky * (0.55 + 0.45 * bands)).clamp(0, 1)
 
 
+def sky(origins: torch.Tensor, dirs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Colour (n, 3) and distance (n,) where unit rays from inside the sky sphere meet it: a
+    texture fixed on the sphere (the environment's gradient and bands, with a finer checker), so
+    it moves with parallax like any far surface."""
+    b = (origins * dirs).sum(-1)
+    t = -b + torch.sqrt(b * b - ((origins * origins).sum(-1) - SKY ** 2))
+    p = torch.nn.functional.normalize(origins + dirs * t[:, None], dim=-1)
+    az, el = torch.atan2(p[:, 1], p[:, 0]), torch.asin(p[:, 2].clamp(-1, 1))
+    checker = 0.5 + 0.5 * torch.tanh(4.0 * torch.sin(12.0 * az) * torch.sin(12.0 * el))
+    return environment(p) * (0.7 + 0.3 * checker[:, None]), t
+
+
 def _tube_hits(o, d, axis_xy, radius, z0, z1):
     """Distance to the first hit (inf on miss) of an upright open tube (x - ax)^2 + (y - ay)^2 = r^2,
     z0 <= z <= z1, and its normal facing the ray."""
@@ -273,6 +298,10 @@ def render_view(cameras: Cameras, index: int, supersample: int, content: tuple |
         rgb, t = shade(rays.origins, rays.directions, content)
         alpha = torch.isfinite(t).float()
         rgb = rgb * alpha[:, None]
+    unbounded = so is not None and so.unbounded
+    if unbounded:  # the sky behind whatever the objects leave uncovered
+        rgb = rgb + (1.0 - alpha[:, None]) * sky(rays.origins, rays.directions)[0]
+        alpha = torch.ones_like(alpha)
     rgba = torch.cat([rgb, alpha[:, None]], -1).reshape(h * supersample, w * supersample, 4)
     rgba = downscale_area(rgba, supersample)
     centre = image_rays(cameras, index, NEAR, FAR)
@@ -280,7 +309,27 @@ def render_view(cameras: Cameras, index: int, supersample: int, content: tuple |
         depth = shade_variant(centre.origins, centre.directions, content, so)[2]
     else:
         depth = shade(centre.origins, centre.directions, content)[1]
+    if unbounded:
+        depth = torch.where(torch.isfinite(depth), depth, sky(centre.origins, centre.directions)[1])
     return rgba[..., :3], rgba[..., 3], depth.reshape(h, w)
+
+
+def _photo_errors(images: torch.Tensor, cams: Cameras, so, split: str) -> tuple[torch.Tensor, Cameras]:
+    """The training split's exposure changes and pose errors (see the module docstring)."""
+    if split != "train" or not (so.exposure or so.pose_noise):
+        return images, cams
+    g = torch.Generator().manual_seed(so.seed * 1000 + 11)
+    n = images.shape[0]
+    gain = torch.exp(so.exposure * torch.randn(n, 1, generator=g) + 0.5 * so.exposure * torch.randn(n, 3, generator=g))
+    images = (images * gain[:, None, None, :]).clamp(0, 1)
+    axis = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1)
+    shift = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1) * so.pose_noise * POSE_SHIFT
+    if so.pose_noise:
+        c2w = cams.c2w.clone()
+        c2w[:, :3, :3] = so3_exp(axis * math.radians(so.pose_noise)) @ c2w[:, :3, :3]
+        c2w[:, :3, 3] += shift
+        cams = Cameras(c2w=c2w, fx=cams.fx, fy=cams.fy, cx=cams.cx, cy=cams.cy, width=cams.width, height=cams.height)
+    return images, cams
 
 
 def load_synthetic(split: str, opts: DataOptions) -> Scene:
@@ -298,9 +347,19 @@ def load_synthetic(split: str, opts: DataOptions) -> Scene:
     alpha = torch.stack([v[1] for v in views])
     depth = torch.stack([v[2] for v in views])
     images = composite_premultiplied(torch.cat([rgb, alpha[..., None]], -1), bg)
+    images, cams = _photo_errors(images, cams, so, split)
+    near, far, bbox, meta = NEAR, FAR, torch.tensor(BBOX), {"format": "builtin", "seed": so.seed,
+                                                             "random_content": so.random_content}
+    if so.unbounded:  # a capture's frame: cameras on the unit sphere, no alpha, sky out to SKY / RADIUS
+        s = 1.0 / RADIUS
+        c2w = cams.c2w.clone()
+        c2w[:, :3, 3] *= s
+        cams = Cameras(c2w=c2w, fx=cams.fx, fy=cams.fy, cx=cams.cx, cy=cams.cy, width=cams.width, height=cams.height)
+        near, far, bbox, depth = NEAR * s, (SKY + RADIUS) * s, bbox * s, depth * s
+        alpha, bg = None, torch.zeros(3)
+        meta.update(scale=s, centre=[0.0, 0.0, 0.0], render_path="orbit")
     return Scene(
-        name="builtin", split=split, images=images, cameras=cams, near=NEAR, far=FAR,
-        bbox=torch.tensor(BBOX), background=bg, alpha=alpha, depth=depth,
-        image_names=[f"{split}_{i:03d}" for i in keep],
-        metadata={"format": "builtin", "seed": so.seed, "random_content": so.random_content},
+        name="builtin", split=split, images=images, cameras=cams, near=near, far=far,
+        bbox=bbox, background=bg, alpha=alpha, depth=depth,
+        image_names=[f"{split}_{i:03d}" for i in keep], metadata=meta,
     )

@@ -16,18 +16,21 @@ from nerf.render.rays import RayBundle, rays_from_pixels
 class SceneInfo:
     """The facts about a scene a model needs, saved with the run so renders need no dataset:
     near/far ray bounds, the content's bounding box (2, 3), the background colour (3,) (None for
-    scenes without alpha, rendered over black) and whether rays are in NDC."""
+    scenes without alpha, rendered over black), whether rays are in NDC and how many training
+    images there are (per-image parameters: appearance codes, camera corrections)."""
 
     near: float
     far: float
     bbox: list
     background: list | None
     ndc: bool = False
+    n_images: int = 0
 
     @classmethod
     def from_scene(cls, scene, has_alpha: bool) -> "SceneInfo":
         return cls(near=float(scene.near), far=float(scene.far), bbox=scene.bbox.tolist(),
-                   background=scene.background.tolist() if has_alpha else None, ndc=bool(scene.ndc))
+                   background=scene.background.tolist() if has_alpha else None, ndc=bool(scene.ndc),
+                   n_images=int(scene.cameras.c2w.shape[0]))
 
 
 def _maybe_ndc(rays: RayBundle, cameras, cam_idx: torch.Tensor, info: SceneInfo) -> RayBundle:

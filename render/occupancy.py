@@ -16,6 +16,13 @@ ray) so that a ray stops as soon as its transmittance drops below `early_stop`: 
 over rays or samples, a handful of rounds per batch. It returns packed samples (see
 `render.packed`) that matter for compositing.
 
+Unbounded scenes (`contraction` l2 or linf): the grid covers the contracted world [-2, 2]^3
+(`render.contraction`, around a `centre` with a `radius` that maps to the unit ball), and rays step
+uniformly in a warped distance s: t = s up to a `knee`, then t = knee * exp(s / knee - 1), so beyond
+the knee a step grows in proportion to the distance travelled (instant-ngp's cone stepping) and far
+space costs a number of steps that grows only with log(far). The same stride test applies: one
+stride never spans more than a coarse cell of the contracted grid.
+
 No learned parameters; the density is any callable positions (m, 3) -> (m,).
 """
 from __future__ import annotations
@@ -26,7 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nerf.render.contraction import contract, uncontract
 from nerf.render.packed import exclusive_segment_cumsum, segment_starts, tau_from_alpha
+
+CONTRACTIONS = {"l2": 2.0, "linf": float("inf")}
 
 
 def ray_box(origins: torch.Tensor, dirs: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor):
@@ -38,12 +48,22 @@ def ray_box(origins: torch.Tensor, dirs: torch.Tensor, lo: torch.Tensor, hi: tor
 
 
 class OccupancyGrid(nn.Module):
-    """res^3 occupancy over `bbox` (2, 3); `step` is the marching step the opacities refer to."""
+    """res^3 occupancy over `bbox` (2, 3); `step` is the marching step the opacities refer to.
 
-    def __init__(self, bbox, res: int = 128, step: float = 0.01, threshold: float = 0.01, decay: float = 0.95):
+    contraction "l2" or "linf": the grid lives in contracted space (`bbox` is then [-2, 2]^3), world
+    points x map to contract((x - centre) / radius); `knee` (world units, > 0) is the distance
+    along a ray beyond which steps grow with distance (see the module docstring)."""
+
+    def __init__(self, bbox, res: int = 128, step: float = 0.01, threshold: float = 0.01, decay: float = 0.95,
+                 contraction: str = "none", centre=(0.0, 0.0, 0.0), radius: float = 1.0, knee: float = 0.0):
         super().__init__()
         bbox = torch.as_tensor(bbox, dtype=torch.float32).reshape(2, 3)
         self.res, self.step, self.threshold, self.decay = int(res), float(step), float(threshold), float(decay)
+        if contraction not in ("none", *CONTRACTIONS):
+            raise ValueError(f"contraction must be none, l2 or linf, got {contraction!r}")
+        self.order = CONTRACTIONS.get(contraction)  # None: the grid is in world space
+        self.centre = torch.as_tensor(centre, dtype=torch.float32).reshape(3)
+        self.radius, self.knee = float(radius), float(knee) if contraction != "none" else 0.0
         self.register_buffer("bbox", bbox.clone())
         # Opacity estimate per cell; -1 marks a cell never visited, which counts as occupied.
         self.register_buffer("opacity", torch.full((self.res ** 3,), -1.0))
@@ -54,6 +74,58 @@ class OccupancyGrid(nn.Module):
         self.register_buffer("allowed", torch.ones(self.res ** 3, dtype=torch.bool))
         self._coarse = None  # derived from `occupied` on first use (see `coarse_level`)
         self.register_load_state_dict_post_hook(lambda module, _: setattr(module, "_coarse", None))
+        if self.order == 2:  # cells wholly outside the contracted ball are never reached
+            centres = self.cell_points(torch.arange(self.res ** 3), torch.full((self.res ** 3, 3), 0.5), world=False)
+            self.allowed.copy_(centres.norm(dim=-1) < 2.0 + self.cell_radius())
+            self.occupied.copy_(self.allowed)
+
+    @property
+    def contracted(self) -> bool:
+        return self.order is not None
+
+    def to_grid(self, x: torch.Tensor) -> torch.Tensor:
+        """World points (..., 3) -> the grid's space (contracted when the grid is)."""
+        if self.order is None:
+            return x
+        return contract((x - self.centre.to(x.device)) / self.radius, self.order)
+
+    def from_grid(self, y: torch.Tensor) -> torch.Tensor:
+        """The grid's space (..., 3) -> world points (the inverse of `to_grid`)."""
+        if self.order is None:
+            return y
+        return uncontract(y, self.order) * self.radius + self.centre.to(y.device)
+
+    # ------------------------------------------------------------------ step warp
+    def to_s(self, t: torch.Tensor) -> torch.Tensor:
+        """Distance along a ray -> the warped distance in which steps are uniform."""
+        k = self.knee
+        if k <= 0:
+            return t
+        return torch.where(t <= k, t, k + k * torch.log(t.clamp_min(k) / k))
+
+    def to_t(self, s: torch.Tensor) -> torch.Tensor:
+        """The inverse of `to_s`."""
+        k = self.knee
+        if k <= 0:
+            return s
+        return torch.where(s <= k, s, k * torch.exp((s.clamp_min(k) - k) / k))
+
+    def intervals(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The interval [t_start, t_end] (m,) each of a step's midpoint t (m,) stands for."""
+        half = 0.5 * self.step
+        if self.knee <= 0:
+            return t - half, t + half
+        s = self.to_s(t)
+        return self.to_t(s - half), self.to_t(s + half)
+
+    def local_step(self, x: torch.Tensor) -> torch.Tensor | float:
+        """The marching step (world units) near world points x (m, 3): the fixed step, or with cone
+        stepping the step at the distance from the centre (a ray's distance to a point differs
+        from it by at most the cameras' distance to the centre, which the knee includes)."""
+        if self.knee <= 0:
+            return self.step
+        dist = (x - self.centre.to(x.device)).norm(dim=-1)
+        return self.step * (dist / self.knee).clamp_min(1.0)
 
     def restrict(self, allowed: torch.Tensor) -> None:
         """Mark the cells where `allowed` (res^3,) is False as empty for good."""
@@ -67,9 +139,9 @@ class OccupancyGrid(nn.Module):
 
     # ------------------------------------------------------------------ lookups
     def cell_index(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Flat cell index (m,) of points (m, 3) and whether each lies inside the box."""
+        """Flat cell index (m,) of world points (m, 3) and whether each lies inside the box."""
         lo, hi = self.bbox[0], self.bbox[1]
-        u = (points - lo) / (hi - lo)
+        u = (self.to_grid(points) - lo) / (hi - lo)
         inside = ((u >= 0) & (u <= 1)).all(-1)
         return self._flat_cell(u * self.res, self.res), inside
 
@@ -80,12 +152,14 @@ class OccupancyGrid(nn.Module):
     def cell_centres(self, idx: torch.Tensor) -> torch.Tensor:
         return self.cell_points(idx, torch.full((idx.shape[0], 3), 0.5, device=idx.device))
 
-    def cell_points(self, idx: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        """World points at `offsets` (m, 3) in [0, 1) within cells `idx` (m,)."""
+    def cell_points(self, idx: torch.Tensor, offsets: torch.Tensor, world: bool = True) -> torch.Tensor:
+        """World points (or, world=False, the grid's own coordinates) at `offsets` (m, 3) in
+        [0, 1) within cells `idx` (m,)."""
         r = self.res
         c = torch.stack([idx // (r * r), (idx // r) % r, idx % r], -1).float()
         lo, hi = self.bbox[0], self.bbox[1]
-        return lo + (c + offsets) / r * (hi - lo)
+        y = lo + (c + offsets) / r * (hi - lo)
+        return self.from_grid(y) if world else y
 
     # ------------------------------------------------------------------ refresh
     @torch.no_grad()
@@ -114,7 +188,7 @@ class OccupancyGrid(nn.Module):
         offsets = torch.rand(idx.shape[0], 3, generator=generator, device=dev)
         pts = self.cell_points(idx, offsets)
         sigma = torch.cat([density_fn(pts[s:s + chunk]).float().reshape(-1) for s in range(0, pts.shape[0], chunk)])
-        alpha = 1.0 - torch.exp(-sigma.clamp_min(0) * self.step)
+        alpha = 1.0 - torch.exp(-sigma.clamp_min(0) * self.local_step(pts))
         # duplicates in idx: keep the largest new value per cell
         new = torch.zeros_like(self.opacity).scatter_reduce_(0, idx, alpha, reduce="amax", include_self=False)
         seen = torch.zeros_like(self.occupied).index_fill_(0, idx, True)
@@ -163,7 +237,10 @@ class OccupancyGrid(nn.Module):
 
         Ray i is stepped at t = t_in + (k + offset_i) * step, k = 0, 1, ..., inside [near, far]
         clipped to the box around occupied cells; offset (n,) in [0, 1) (0.5 for rendering,
-        random for training)."""
+        random for training). With contraction, the steps are uniform in the warped distance
+        (`to_s`) over [near, far] and t holds their distances."""
+        if self.contracted:
+            return self._contracted_candidates(origins, dirs, near, far, offset)
         t_in, t_out = ray_box(origins, dirs, self.occupied_box[0], self.occupied_box[1])
         t_in = torch.maximum(t_in, near.reshape(-1))
         t_out = torch.minimum(t_out, far.reshape(-1))
@@ -191,10 +268,40 @@ class OccupancyGrid(nn.Module):
         keep = keep.view(-1).nonzero()[:, 0]
         return _take(t.view(-1), keep), _take(ray_idx, keep.div(stride, rounding_mode="floor"))
 
+    def _contracted_candidates(self, origins, dirs, near, far, offset):
+        """`candidates` for a contracted grid: strides of steps in warped distance, each tested at
+        its first step against the dilated coarse grid, then step by step against the fine grid."""
+        s_in, s_out = self.to_s(near.reshape(-1)), self.to_s(far.reshape(-1))
+        counts = torch.ceil((s_out - s_in) / self.step - offset).clamp_min(0).long()
+        stride = self._stride()
+        n_strides = (int(counts.max()) + stride - 1) // stride if counts.numel() else 0
+        lo, scale = self.bbox[0], self.res / (self.bbox[1] - self.bbox[0])
+
+        def cells(s, rays):  # warped distances (m, k) of rays (m,) -> grid points in fine-cell units
+            pts = torch.addcmul(_take(origins, rays)[:, None, :], _take(dirs, rays)[:, None, :], self.to_t(s)[..., None])
+            return (self.to_grid(pts) - lo) * scale
+
+        k0 = torch.arange(n_strides, device=origins.device) * stride
+        maybe = k0[None, :] < counts[:, None]
+        if stride > 1:
+            coarse, rc = self.coarse_level()
+            s0 = s_in[:, None] + (k0[None, :] + offset[:, None]) * self.step
+            rays = torch.arange(origins.shape[0], device=origins.device)
+            maybe &= _take(coarse, self._flat_cell(cells(s0, rays).div_(self.COARSE), rc))
+        ray_idx, j = maybe.nonzero(as_tuple=True)
+        k = _take(k0, j)[:, None] + torch.arange(stride, device=origins.device)
+        s = _take(s_in, ray_idx)[:, None] + (k.float() + _take(offset, ray_idx)[:, None]) * self.step
+        keep = (k < _take(counts, ray_idx)[:, None]) & _take(self.occupied, self._flat_cell(cells(s, ray_idx), self.res))
+        keep = keep.view(-1).nonzero()[:, 0]
+        return self.to_t(_take(s.view(-1), keep)), _take(ray_idx, keep.div(stride, rounding_mode="floor"))
+
     def _stride(self) -> int:
-        """Marching steps per coarse stride: as many as fit in a coarse cell's narrowest width."""
+        """Marching steps per coarse stride: as many as fit in a coarse cell's narrowest width.
+        Contracted: a step spans at most step / radius of the grid's space inside the unit ball
+        and, with steps growing past the knee, at most about four times that outside it."""
         width = float(((self.bbox[1] - self.bbox[0]) / self.res).min()) * self.COARSE
-        return max(int(width / self.step * (1 - 1e-4)), 1)
+        step = self.step if not self.contracted else 4.0 * self.step / self.radius
+        return max(int(width / step * (1 - 1e-4)), 1)
 
     @staticmethod
     def _flat_cell(cell_pts: torch.Tensor, res: int) -> torch.Tensor:
@@ -264,7 +371,12 @@ class OccupancyGrid(nn.Module):
             sigma, payload = out if isinstance(out, tuple) else (out, None)
             sigma = sigma.float().reshape(-1)
             evaluated += sel.numel()
-            alpha = 1.0 - torch.exp(-sigma.clamp_min(0) * self.step)
+            if self.knee > 0:
+                t0, t1 = self.intervals(_take(t, sel))
+                delta = t1 - t0
+            else:
+                delta = self.step
+            alpha = 1.0 - torch.exp(-sigma.clamp_min(0) * delta)
             tau = tau_from_alpha(alpha)
             _, round_starts = segment_starts(r_idx, n)
             before = _take(acc_tau, r_idx) + exclusive_segment_cumsum(tau, r_idx, round_starts)

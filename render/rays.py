@@ -23,7 +23,8 @@ class RayBundle:
     viewdirs: optional (n_rays, 3) unit world-space viewing directions for rays whose
     `directions` are not (NDC rays: samples are o + t d in NDC, but colour depends on the
     direction in the world); None means `directions` is the viewing direction. Models read it
-    through `view_directions`.
+    through `view_directions`. cam_idx: optional (n_rays,) index of the training image each
+    ray comes from (per-image appearance codes, camera refinement); None for renders.
     """
 
     origins: torch.Tensor
@@ -31,6 +32,7 @@ class RayBundle:
     near: torch.Tensor
     far: torch.Tensor
     viewdirs: torch.Tensor | None = None
+    cam_idx: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.origins.shape[0]

@@ -12,8 +12,8 @@ def test_every_shipped_config_loads(path):
     cfg.validate()
 
 
-def test_blender_configs_differ_only_in_resolution():
-    full, half, quarter = (load_config(n) for n in ("blender", "blender_half", "blender_quarter"))
+def test_paper_blender_configs_differ_only_in_resolution():
+    full, half, quarter = (load_config(n) for n in ("blender_nerf", "blender_half", "blender_quarter"))
     assert (full.data.downscale, half.data.downscale, quarter.data.downscale) == (1, 2, 4)
     assert full.model == half.model == quarter.model
     assert full.model.nerf.n_coarse == 64 and full.model.nerf.n_fine == 128 and full.model.nerf.width == 256
@@ -77,4 +77,11 @@ def test_default_config_follows_scene_format_and_method(tmp_path):
     assert Path(_default_config(str(tmp_path))).name == "blender.yaml"
     assert Path(_default_config(str(tmp_path), method="fast")).name == "blender_fast.yaml"
     assert Path(_default_config(str(tmp_path), method="magic")).name == "blender.yaml"
+    assert Path(_default_config(str(tmp_path), method="nerf")).name == "blender_nerf.yaml"
     assert _default_config(str(tmp_path / "missing")) is None
+    # the fast method by default for every format; the paper model one override away
+    for fmt in ("blender", "llff", "transforms", "colmap"):
+        assert load_config(_default_config(str(tmp_path), fmt)).model.method == "fast", fmt
+        assert load_config(_default_config(str(tmp_path), fmt, "nerf")).model.method == "nerf", fmt
+    capture = load_config(_default_config(str(tmp_path), "colmap")).model.fast
+    assert (capture.contraction, capture.pose_refine, capture.appearance_dim > 0) == ("auto", True, True)

@@ -31,7 +31,7 @@ def trunc_exp(x: torch.Tensor) -> torch.Tensor:
 
 class FastField(nn.Module):
     def __init__(self, encoding: nn.Module, hidden: int = 64, geo_features: int = 15, colour_hidden: int = 64,
-                 sh_degree: int = 4, density_bias: float = 0.0):
+                 sh_degree: int = 4, density_bias: float = 0.0, appearance_dim: int = 0):
         super().__init__()
         self.encoding = encoding
         self.geo_features = geo_features
@@ -40,7 +40,8 @@ class FastField(nn.Module):
         with torch.no_grad():  # initial density exp(density_bias) everywhere
             self.density_mlp[-1].bias[0] = density_bias
         self.dir_enc = SphericalHarmonics(sh_degree)
-        self.colour_mlp = nn.Sequential(nn.Linear(geo_features + self.dir_enc.out_dim, colour_hidden),
+        self.appearance_dim = appearance_dim  # a per-image code joins the colour head's input
+        self.colour_mlp = nn.Sequential(nn.Linear(geo_features + self.dir_enc.out_dim + appearance_dim, colour_hidden),
                                         nn.ReLU(inplace=True),
                                         nn.Linear(colour_hidden, colour_hidden), nn.ReLU(inplace=True),
                                         nn.Linear(colour_hidden, 3))
@@ -63,11 +64,15 @@ class FastField(nn.Module):
         h = self._geometry(x)
         return trunc_exp(h[:, 0].float()), h[:, 1:]
 
-    def colour(self, features: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        """Geometry features (n, geo_features) seen from directions (n, 3) -> rgb (n, 3)."""
-        sh = self.dir_enc(d).to(features.dtype)
-        return torch.sigmoid(self.colour_mlp(torch.cat([features, sh], -1)).float())
+    def colour(self, features: torch.Tensor, d: torch.Tensor, appearance: torch.Tensor | None = None) -> torch.Tensor:
+        """Geometry features (n, geo_features) seen from directions (n, 3), with appearance codes
+        (n, appearance_dim) when the field has them -> rgb (n, 3)."""
+        parts = [features, self.dir_enc(d).to(features.dtype)]
+        if self.appearance_dim:
+            parts.append(appearance.to(features.dtype))
+        return torch.sigmoid(self.colour_mlp(torch.cat(parts, -1)).float())
 
-    def forward(self, x: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, d: torch.Tensor,
+                appearance: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         sigma, features = self.density_features(x)
-        return sigma, self.colour(features, d)
+        return sigma, self.colour(features, d, appearance)

@@ -22,6 +22,7 @@ from nerf.fields.grid_field import FastField
 from nerf.fields.grids import build_encoding
 from nerf.metrics import psnr_from_mse
 from nerf.models.base import RENDER, TRAIN, RenderModel
+from nerf.models.camera_refine import CameraRefinement
 from nerf.render.carving import silhouette_hull
 from nerf.render.occupancy import OccupancyGrid
 from nerf.render.packed import composite_packed, distortion_loss
@@ -68,6 +69,23 @@ class FastConfig:
     grid_res_start: coarse-to-fine training (TensoRF's schedule, tensorf and dense grids): start
     the grid at this resolution and resample it up to `grid_res` in `grid_upsample_count` steps
     of equal ratio, evenly spaced up to step `grid_upsample_until`; 0 starts at `grid_res`.
+    contraction: unbounded scenes (mip-NeRF 360's scene contraction): none, l2, linf, or auto
+    (linf for captures without alpha that are not in NDC: real photos whose background reaches
+    the horizon; none for objects on a background colour and for NDC). Contracted, the grid
+    encoding and the occupancy grid cover the contracted world around the content box (its
+    centre; its half-width, at most the cameras' unit ball, maps to the unit ball) and steps
+    grow with distance (cone stepping: a step is the larger of the fixed step and
+    `cone_angle` times the distance travelled, as instant-ngp), out to `contraction_far` times
+    the radius.
+    train_samples: at most this many samples with gradients per training batch (0: no cap);
+    past it, a random subset of whole rays is trained on and the rest skipped, so a step costs
+    about the same while the occupancy grid is still fog (instant-ngp's fixed sample budget,
+    with the rays per step adapting).
+    appearance_dim: length of a learned code per training image fed to the colour head (0: none;
+    nerfacto's appearance embedding), so exposure and white balance that change from photo to
+    photo need no floaters to explain them; renders of new views use the mean code.
+    pose_refine: learn a small SE(3) correction per training image (nerf/models/camera_refine.py)
+    at pose_lr_scale times train.lr; not with NDC rays.
     prune_min_share: training skips its no-gradient pruning pass (which drops the steps behind
     opaque surfaces) while the last probe, every occ_update_every steps, dropped less than this
     share of the steps; 0 always prunes. render_first_round: steps per ray in a render's first
@@ -111,6 +129,13 @@ class FastConfig:
     grid_upsample_count: int = 4
     prune_min_share: float = 0.2
     render_first_round: int = 4
+    train_samples: int = 0
+    appearance_dim: int = 0
+    pose_refine: bool = False
+    pose_lr_scale: float = 0.05
+    contraction: str = "auto"
+    cone_angle: float = 1 / 256
+    contraction_far: float = 32.0
 
     def validate(self) -> list[str]:
         errs = []
@@ -125,7 +150,8 @@ class FastConfig:
             errs.append(f"model.fast.hash_log2_size: must be in [10, 24], got {self.hash_log2_size}")
         if not 1 <= self.sh_degree <= 4:
             errs.append(f"model.fast.sh_degree: must be in [1, 4], got {self.sh_degree}")
-        for k in ("occ_warmup", "occ_cells", "alpha_min", "render_weight_min", "distortion_weight"):
+        for k in ("occ_warmup", "occ_cells", "train_samples", "appearance_dim", "alpha_min", "render_weight_min",
+                  "distortion_weight"):
             if getattr(self, k) < 0:
                 errs.append(f"model.fast.{k}: must be >= 0, got {getattr(self, k)}")
         if not 0 <= self.prune_min_share <= 1:
@@ -150,9 +176,34 @@ class FastConfig:
             for k in ("grid_upsample_until", "grid_upsample_count"):
                 if getattr(self, k) < 1:
                     errs.append(f"model.fast.{k}: must be >= 1, got {getattr(self, k)}")
+        if self.contraction not in ("auto", "none", "l2", "linf"):
+            errs.append(f"model.fast.contraction: must be auto, none, l2 or linf, got {self.contraction!r}")
+        for k in ("cone_angle", "contraction_far"):
+            if not getattr(self, k) > 0:
+                errs.append(f"model.fast.{k}: must be > 0, got {getattr(self, k)}")
+        if not self.pose_lr_scale > 0:
+            errs.append(f"model.fast.pose_lr_scale: must be > 0, got {self.pose_lr_scale}")
         if not self.grid_lr_scale > 0:
             errs.append(f"model.fast.grid_lr_scale: must be > 0, got {self.grid_lr_scale}")
         return errs
+
+
+def resolve_contraction(fc: FastConfig, info: SceneInfo) -> str:
+    """model.fast.contraction with auto decided: linf for captures without alpha outside NDC."""
+    if fc.contraction != "auto":
+        return fc.contraction
+    return "linf" if info.background is None and not info.ndc else "none"
+
+
+def contraction_frame(bbox) -> tuple[list[float], float]:
+    """Centre and radius of the region kept uncontracted: the content box's centre and half-width,
+    the radius at most 1 (the cameras' ball); a box larger than that (a file's huge aabb, the
+    frusta of outward-looking cameras) falls back to the cameras' ball itself."""
+    box = torch.as_tensor(bbox, dtype=torch.float32)
+    centre, half = (box[0] + box[1]) / 2, float((box[1] - box[0]).max()) / 2
+    if half > 1.0 or float(centre.norm()) + half > 2.0:
+        return [0.0, 0.0, 0.0], 1.0
+    return centre.tolist(), max(half, 0.05)
 
 
 class FastNeRF(RenderModel):
@@ -160,26 +211,52 @@ class FastNeRF(RenderModel):
         super().__init__(info, precision, seed)
         fc = self.fc = cfg
         self.lr_factor = 1.0  # the learning rate's decay so far, from the before_step hook
-        bbox = NDC_BOX if info.ndc else info.bbox
+        self.contraction = resolve_contraction(fc, info)
+        if info.ndc and self.contraction != "none":
+            raise ValueError("model.fast.contraction: NDC rays (data.ndc) are already bounded; use contraction=none")
+        grid_kw = {}
+        if self.contraction != "none":
+            centre, radius = contraction_frame(info.bbox)
+            bbox = [[-2.0] * 3, [2.0] * 3]
+            step = 2.0 * math.sqrt(3.0) * radius / fc.steps  # the inner cube's diagonal in `steps`
+            knee = step / fc.cone_angle  # the fixed step up to there, then cone_angle times the distance
+            grid_kw = {"contraction": self.contraction, "centre": centre, "radius": radius, "knee": knee}
+            self.far_limit = 1.0 + float(torch.tensor(centre).norm()) + fc.contraction_far * radius
+        else:
+            bbox = NDC_BOX if info.ndc else info.bbox
+            step = None
         box = torch.tensor(bbox, dtype=torch.float32)
-        step = float((box[1] - box[0]).norm()) / fc.steps
+        if step is None:
+            step = float((box[1] - box[0]).norm()) / fc.steps
         # Start as a uniform fog whose opacity per marching step (init_alpha) is above the
         # occupancy threshold: every cell stays occupied until training has shown it empty,
         # instead of the first refresh culling half the cells at random around the mean.
         bias = math.log(-math.log(1.0 - fc.init_alpha) / step)
         self.field = FastField(build_encoding(fc, bbox), fc.hidden, fc.geo_features, fc.colour_hidden, fc.sh_degree,
-                               density_bias=bias)
-        self.grid = OccupancyGrid(box, fc.occ_res, step, fc.occ_threshold, fc.occ_decay)
+                               density_bias=bias, appearance_dim=fc.appearance_dim)
+        per_image = fc.appearance_dim > 0 or fc.pose_refine
+        if per_image and info.n_images < 1:
+            raise ValueError("model.fast.appearance_dim / pose_refine: the scene does not say how many training images it has")
+        if fc.pose_refine and info.ndc:
+            raise ValueError("model.fast.pose_refine: camera refinement needs world-space rays, not NDC (data.ndc=false)")
+        self.appearance = None
+        if fc.appearance_dim:
+            self.appearance = torch.nn.Embedding(info.n_images, fc.appearance_dim)
+            torch.nn.init.normal_(self.appearance.weight, std=0.01)
+        self.cameras = CameraRefinement(info.n_images) if fc.pose_refine else None
+        self.grid = OccupancyGrid(box, fc.occ_res, step, fc.occ_threshold, fc.occ_decay, **grid_kw)
         # Share of the candidate steps the last probe's density pass kept (see `_prune_in_training`);
         # a buffer, so a resumed run decides as an uninterrupted one.
         self.register_buffer("kept_share", torch.tensor(0.0))
+        # density evaluations plus samples per marched ray in the last batch (the sample budget's estimate)
+        self.register_buffer("ray_cost", torch.tensor(0.0))
         self._probe = True
 
     @torch.no_grad()
     def density(self, x: torch.Tensor) -> torch.Tensor:
         """Density without gradients (m,), for marching and occupancy refreshes."""
         with self.autocast(x.device.type):
-            return self.field.density(x).float()
+            return self.field.density(self.grid.to_grid(x)).float()
 
     def prepare(self, scene) -> None:
         """Before a fresh run: carve the occupancy grid to the training silhouettes (visual hull)
@@ -192,7 +269,7 @@ class FastNeRF(RenderModel):
         if carve:
             centres = grid.cell_centres(torch.arange(grid.res ** 3, device=grid.opacity.device))
             grid.restrict(silhouette_hull(centres, scene.cameras, scene.alpha.to(centres.device), grid.cell_radius()))
-        if not self.fc.fit_box:
+        if not self.fc.fit_box or grid.contracted:
             return
         if carve:
             pad = (grid.bbox[1] - grid.bbox[0]) / grid.res  # one occupancy cell
@@ -216,6 +293,7 @@ class FastNeRF(RenderModel):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         state_dict.setdefault(prefix + "kept_share", torch.zeros_like(self.kept_share))  # saved before it existed
+        state_dict.setdefault(prefix + "ray_cost", torch.zeros_like(self.ray_cost))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _prune_in_training(self) -> bool:
@@ -248,36 +326,53 @@ class FastNeRF(RenderModel):
                 jitter: bool | None = None) -> dict:
         n = len(rays)
         o, d = rays.origins, rays.directions
+        ray_mask = None
         train = mode == TRAIN
         if train if jitter is None else jitter:
             offset = torch.rand(n, generator=generator, device=o.device, dtype=o.dtype)
         else:
             offset = torch.full((n,), 0.5, device=o.device, dtype=o.dtype)
-        fc, vdirs = self.fc, rays.view_directions
+        fc, vdirs, grid = self.fc, rays.view_directions, self.grid
+        far = rays.far if not grid.contracted else torch.full_like(rays.far, self.far_limit)
+        cam = rays.cam_idx if train else None  # per-image parameters apply to training rays only
+        if self.cameras is not None and cam is not None:
+            o, d = self.cameras.apply(o, d, cam)
+            vdirs = d
+        code = self._appearance_codes(cam, n, o.device)
         if train:
             # march on density alone, then evaluate the kept samples with gradients
             prune = not self.training or self._prune_in_training()
-            t, ray_idx, evaluated = self.grid.march(o, d, rays.near, rays.far, offset,
-                                                    self.density if prune else None, fc.early_stop, fc.alpha_min)
+            density = self.density if prune else None
+            pick = self._rays_within_budget(n, generator, o.device) if fc.train_samples and self.training else None
+            if pick is None:
+                t, ray_idx, evaluated = grid.march(o, d, rays.near, far, offset, density, fc.early_stop, fc.alpha_min)
+            else:  # march only the rays the budget affords; the others get no samples and no loss
+                t, ray_idx, evaluated = grid.march(o[pick], d[pick], rays.near[pick], far[pick], offset[pick], density,
+                                                   fc.early_stop, fc.alpha_min)
+                ray_idx = pick[ray_idx]
+                ray_mask = torch.zeros(n, dtype=torch.bool, device=o.device).index_fill_(0, pick, True)
             if self.training and self._probe and evaluated:
                 self.kept_share.fill_(t.numel() / evaluated)
+            if self.training and fc.train_samples:
+                self.ray_cost.fill_((evaluated + t.numel()) / (n if pick is None else pick.numel()))
+                if t.numel() > fc.train_samples:
+                    t, ray_idx, ray_mask = self._sample_budget(t, ray_idx, n, generator, ray_mask)
             sigma = rgb = None
         else:  # rendering: colour comes with the marching rounds, one field evaluation per sample
             def field_fn(pts, r_idx):
                 with self.autocast(pts.device.type):
-                    return self.field.density_features(pts)
+                    return self.field.density_features(grid.to_grid(pts))
 
             def colour_fn(features, r_idx):  # only for the samples that are kept
                 with self.autocast(features.device.type):
-                    return self.field.colour(features, vdirs[r_idx]).float()
+                    return self.field.colour(features, vdirs[r_idx], None if code is None else code[r_idx]).float()
 
-            t, ray_idx, evaluated, sigma, rgb = self.grid.march_field(o, d, rays.near, rays.far, offset, field_fn,
+            t, ray_idx, evaluated, sigma, rgb = grid.march_field(o, d, rays.near, far, offset, field_fn,
                                                                       fc.render_early_stop or fc.early_stop,
                                                                       fc.alpha_min,
                                                                       fc.render_first_round, payload_fn=colour_fn,
                                                                       weight_min=fc.render_weight_min)
-        half = 0.5 * self.grid.step
-        t_start, t_end = t - half, t + half
+        t_start, t_end = grid.intervals(t)
         if t.numel() == 0:  # nothing occupied: one empty interval keeps the graph for backward
             t = t_start = t_end = rays.near[:1, 0]
             ray_idx = torch.zeros(1, dtype=torch.long, device=o.device)
@@ -285,23 +380,68 @@ class FastNeRF(RenderModel):
         if sigma is None:
             pts = o[ray_idx] + d[ray_idx] * t[:, None]
             with self.autocast(o.device.type):
-                sigma, rgb = self.field(pts, vdirs[ray_idx])  # real directions, also in NDC
+                sigma, rgb = self.field(grid.to_grid(pts), vdirs[ray_idx],  # real directions, also in NDC
+                                        None if code is None else code[ray_idx])
         background = self.background
         if background is None and fc.random_background and self.training and train and jitter is not False:
             background = torch.rand(n, 3, generator=generator, device=o.device)
-        out = composite_packed(sigma.float(), rgb.float(), t_start, t_end, ray_idx, n, background, rays.far)
+        out = composite_packed(sigma.float(), rgb.float(), t_start, t_end, ray_idx, n, background, far)
         if fc.distortion_weight > 0 and train:
-            # on depths normalised to [0, 1] between each ray's near and far (NDC t already is)
-            near, span = rays.near[ray_idx, 0], (rays.far - rays.near)[ray_idx, 0]
-            out["distortion"] = distortion_loss(out["weights"], (t_start - near) / span, (t_end - near) / span,
-                                                ray_idx, n).mean()
+            # on depths normalised to [0, 1] between each ray's near and far (NDC t already is),
+            # warped as the steps are (contracted: about log-distance beyond the knee)
+            near_s = grid.to_s(rays.near[:, 0])
+            near, span = near_s[ray_idx], (grid.to_s(far[:, 0]) - near_s)[ray_idx]
+            dist = distortion_loss(out["weights"], (grid.to_s(t_start) - near) / span,
+                                   (grid.to_s(t_end) - near) / span, ray_idx, n)
+            out["distortion"] = (dist if ray_mask is None else dist[ray_mask]).mean()
+        if ray_mask is not None:
+            out["ray_mask"] = ray_mask
         out["ray_idx"] = ray_idx  # the ray of each sample in out["weights"]
         out["samples_per_ray"] = float(t_start.numel()) / max(n, 1)
         out["evaluated_per_ray"] = float(evaluated) / max(n, 1)
         return out
 
+    def _appearance_codes(self, cam: torch.Tensor | None, n: int, device) -> torch.Tensor | None:
+        """Per-ray appearance codes (n, appearance_dim): the ray's image's code in training, else
+        the mean code (new views have no code of their own); None without codes."""
+        if self.appearance is None:
+            return None
+        if cam is not None:
+            return self.appearance(cam)
+        return self.appearance.weight.mean(0, keepdim=True).expand(n, -1)
+
+    def refined_cameras(self, c2w: torch.Tensor) -> torch.Tensor:
+        """The training cameras (n_images, 4, 4) as refined (unchanged without refinement)."""
+        return c2w if self.cameras is None else self.cameras.refined(c2w)
+
+    def _rays_within_budget(self, n: int, generator, device) -> torch.Tensor | None:
+        """Sorted indices of a random subset of the batch's rays whose marching, at the last
+        batch's cost per ray (density evaluations plus samples), fits train_samples; None: all."""
+        cost = float(self.ray_cost)
+        m = n if cost <= 0 else min(n, max(64, int(self.fc.train_samples / cost)))
+        if m >= n:
+            return None
+        return torch.randperm(n, generator=generator, device=device)[:m].sort().values
+
+    def _sample_budget(self, t, ray_idx, n: int, generator, ray_mask=None):
+        """Whole rays in a random order, as many as fit in train_samples samples (at least one):
+        their samples and a mask (n,) of the rays kept."""
+        counts = torch.bincount(ray_idx, minlength=n)
+        perm = torch.randperm(n, generator=generator, device=t.device)
+        if ray_mask is not None:  # among the rays marched
+            perm = perm[ray_mask[perm]]
+        within = torch.cumsum(counts[perm], 0) <= self.fc.train_samples
+        within[0] = True
+        keep = torch.zeros(n, dtype=torch.bool, device=t.device)
+        keep[perm[within]] = True
+        sel = keep[ray_idx].nonzero()[:, 0]
+        return t[sel], ray_idx[sel], keep
+
     def loss(self, outputs: dict, target: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-        mse = F.mse_loss(outputs["rgb"], target)
+        rgb = outputs["rgb"]
+        if "ray_mask" in outputs:  # rays skipped by the sample budget take no part
+            rgb, target = rgb[outputs["ray_mask"]], target[outputs["ray_mask"]]
+        mse = F.mse_loss(rgb, target)
         losses, metrics = {"rgb": mse}, {"psnr": psnr_from_mse(mse.item())}
         if self.fc.tv_weight > 0:
             tv = self.field.encoding.total_variation()
@@ -321,5 +461,11 @@ class FastNeRF(RenderModel):
 
     def param_groups(self, lr: float) -> list[dict]:
         s = self.fc.grid_lr_scale
-        return [{"name": "grid", "params": self.field.grid_parameters(), "lr": lr * s, "lr_scale": s},
-                {"name": "mlp", "params": self.field.mlp_parameters(), "lr": lr, "lr_scale": 1.0}]
+        groups = [{"name": "grid", "params": self.field.grid_parameters(), "lr": lr * s, "lr_scale": s},
+                  {"name": "mlp", "params": self.field.mlp_parameters(), "lr": lr, "lr_scale": 1.0}]
+        if self.appearance is not None:
+            groups.append({"name": "appearance", "params": list(self.appearance.parameters()), "lr": lr, "lr_scale": 1.0})
+        if self.cameras is not None:
+            p = self.fc.pose_lr_scale
+            groups.append({"name": "cameras", "params": list(self.cameras.parameters()), "lr": lr * p, "lr_scale": p})
+        return groups
