@@ -19,9 +19,10 @@ level or per frame (a frame's value wins):
 Image files: nerfstudio keeps smaller copies in images_N folders (images/x.jpg -> images_N/x.jpg)
 and reads them for its downscale_factor N. With data.downscale = N such a folder is read when it
 holds the images (else the originals are area-downscaled by N); when the originals are missing,
-the images_M folder with the largest M dividing data.downscale is read and area-downscaled by the
-rest, or, when none divides it, the smallest M (a capture shipped as images_4 only loads at
-data.downscale 1). The intrinsics (which describe the originals) are scaled to the images read.
+the images_M folder with the largest M dividing data.downscale is read and area-downscaled by
+the rest, or, when none divides it, the copy nearest in size below the one asked for (a
+capture shipped as images_4 only loads at 1/4 with data.downscale 1, 2 or 4). The intrinsics
+(which describe the originals) are scaled to the images read.
 Per-frame image sizes may differ in the file as long as the images read share one size.
 Content box: `aabb` [[x, y, z], [x, y, z]] (an explicit box in the file's world; with aabb_scale
 too, instant-ngp's cube of aabb_scale times its longest side around its centre); else aabb_scale
@@ -170,6 +171,9 @@ def image_factor(root: Path, first: Path, want: int) -> tuple[int, int]:
         return dividing[-1], want // dividing[-1]
     if want == 1:
         return have[0], 1
+    smaller = [m for m in have if m > want]  # only smaller copies: the nearest to the size asked for
+    if smaller:
+        return smaller[0], 1
     raise DatasetError(f"{first}: image file not found, and data.downscale={want} is not a multiple of the "
                        f"downscaled copies present ({', '.join(f'images_{m}' for m in have)}); "
                        f"set data.downscale to one of {', '.join(str(m) for m in have)} or a multiple")
