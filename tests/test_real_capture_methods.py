@@ -12,11 +12,13 @@ from conftest import DEVICE
 from nerf.config import load_config
 from nerf.datasets import load_scene
 from nerf.datasets import synthetic as syn
+from nerf.inference.video import training_cameras
 from nerf.inference.views import render_view
 from nerf.metrics import psnr
 from nerf.models.camera_refine import CameraRefinement
 from nerf.render.occupancy import OccupancyGrid
 from nerf.render.rotations import so3_exp
+from nerf.runs.run_folder import read_scene_json
 from nerf.training.trainer import Trainer
 
 pytestmark = pytest.mark.slow
@@ -99,10 +101,13 @@ def _pose_errors(c2w, true_c2w):
 
 
 def test_pose_refinement_reduces_pose_error_and_raises_psnr(tmp_path):
-    """Training poses off by 2 degrees and 4 centimetres at 4 metres: refinement moves them
-    towards the truth and the held-out views (true poses) improve."""
+    """Training poses off by 2 degrees and 4 centimetres at 4 metres: refinement turns them
+    towards the truth and the held-out views (true poses) improve. The centres barely move at
+    this budget (a shift of 1% of the distance costs the images less than the rotation does):
+    they must not get much worse. The refined poses are written beside the checkpoints and are
+    the training cameras videos fly through."""
     common = ["data.synthetic.pose_noise=2.0"]
-    steps = 300
+    steps = 400
     fixed = _train(tmp_path, "fixed", common, steps)
     refined = _train(tmp_path, "refined", common + ["model.fast.pose_refine=true"], steps)
     true = load_scene(load_config("builtin", QUICK).data, "train").cameras.c2w
@@ -111,6 +116,11 @@ def test_pose_refinement_reduces_pose_error_and_raises_psnr(tmp_path):
     rot_before, shift_before = _pose_errors(given, true)
     rot_after, shift_after = _pose_errors(refined.model.refined_cameras(given.to(DEVICE)).cpu(), true)
     assert rot_before == pytest.approx(2.0, abs=1e-3)
-    assert rot_after < 0.8 * rot_before and shift_after < shift_before, (rot_after, shift_after, shift_before)
-    assert _held_out_psnr(refined) > _held_out_psnr(fixed) + 0.5
+    assert rot_after < 0.6 * rot_before and shift_after < 1.25 * shift_before, (rot_after, shift_after, shift_before)
+    assert _held_out_psnr(refined) > _held_out_psnr(fixed) + 2.0
     assert syn.POSE_SHIFT * 2.0 == pytest.approx(shift_before, rel=1e-4)
+    refined.save()
+    cams = training_cameras(read_scene_json(refined.run_dir), refined.run_dir)
+    assert torch.allclose(cams.c2w, refined.model.refined_cameras(given.to(DEVICE)).cpu(), atol=1e-6)
+    fixed.save()
+    assert not (fixed.run_dir / "refined_cameras.json").exists()

@@ -144,23 +144,28 @@ class _StencilGather(torch.autograd.Function):
     together shifted by their offsets: the index_add sorts K times fewer indices. That pays on
     NDC training steps with many samples per ray; with few points per table row (lego's few
     samples per ray) zeroing K slots per row costs more than it saves, so those keep the
-    per-corner scatter."""
+    per-corner scatter. When the weights need a gradient (positions that are learned, as in
+    camera refinement), it is grad . table[row] per corner."""
 
     @staticmethod
     def forward(ctx, table, base, offsets, w):
-        ctx.save_for_backward(base, w)
+        ctx.save_for_backward(base, w, table if ctx.needs_input_grad[3] else None)
         ctx.offsets, ctx.table_shape = offsets, table.shape
         idx = base[:, None] + torch.as_tensor(offsets, device=base.device)
         return F.embedding_bag(idx, table, mode="sum", per_sample_weights=w)
 
     @staticmethod
     def backward(ctx, grad):
-        base, w = ctx.saved_tensors
+        base, w, table = ctx.saved_tensors
         rows, c = ctx.table_shape
         k = len(ctx.offsets)
+        grad_w = None
+        if table is not None:
+            idx = base[:, None] + torch.as_tensor(ctx.offsets, device=base.device)
+            grad_w = (table[idx] * grad[:, None, :]).sum(-1)
         if base.shape[0] < rows:  # few points: one scatter row per corner
             idx = base[:, None] + torch.as_tensor(ctx.offsets, device=base.device)
-            return _scatter_weighted(grad, idx, w, ctx.table_shape), None, None, None
+            return _scatter_weighted(grad, idx, w, ctx.table_shape), None, None, grad_w
         contrib = (grad[:, None, :] * w[..., None]).reshape(-1, k * c)
         slots = torch.zeros(rows, k * c, dtype=grad.dtype, device=grad.device).index_add_(0, base, contrib)
         slots = slots.view(rows, k, c)
@@ -168,7 +173,7 @@ class _StencilGather(torch.autograd.Function):
         for j, off in enumerate(ctx.offsets[1:], start=1):
             if off < rows:  # (an offset past the table's end has no rows to receive)
                 g[off:] += slots[:rows - off, j]
-        return g, None, None, None
+        return g, None, None, grad_w
 
 
 class DenseGrid(_BoxEncoding):
@@ -244,7 +249,8 @@ class TensoRFVM(_BoxEncoding):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, r, c = x.shape[0], self.res, self.n_comp
-        with torch.no_grad():
+        # interpolation weights carry a gradient only for learned positions (camera refinement)
+        with torch.set_grad_enabled(x.requires_grad and torch.is_grad_enabled()):
             u = self.unit(x)  # (n, 3) in [0, 1]
             ia, fa = self._linear(u[:, self.plane_axes[:, 0]], r)  # (n, 3): column axis of each plane
             ib, fb = self._linear(u[:, self.plane_axes[:, 1]], r)  # row axis

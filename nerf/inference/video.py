@@ -18,6 +18,7 @@ from nerf.inference.views import render_view
 from nerf.render.camera_path import CameraPath, CameraPathError, capture_path, read_camera_path
 from nerf.render.paths import blender_spherical_path, orbit_from_poses, spiral_path
 from nerf.render.video import VideoWriter, depth_to_rgb
+from nerf.runs.run_folder import refined_training_c2w
 from nerf.scene_rays import SceneInfo
 
 PATHS = ("auto", "orbit", "spherical", "spiral", "interpolate")
@@ -25,9 +26,11 @@ CAPTURE_FORMATS = ("transforms", "colmap", "llff")  # photos of the real world
 
 
 def training_cameras(scene_json: dict, run_dir: Path | None = None) -> Cameras:
-    """The run's training cameras (poses from scene.json, the first camera's intrinsics for all):
-    what the viewer draws and the interpolated path flies through."""
-    c2w = torch.tensor(scene_json["train_c2w"], dtype=torch.float32)
+    """The run's training cameras (poses from scene.json, or as the model refined them when the run
+    wrote refined_cameras.json; the first camera's intrinsics for all): what the viewer draws and
+    the interpolated path flies through."""
+    refined = refined_training_c2w(run_dir)
+    c2w = torch.tensor(scene_json["train_c2w"] if refined is None else refined, dtype=torch.float32)
     k = scene_json["intrinsics"]
     full = lambda v: torch.full((len(c2w),), float(v))  # noqa: E731
     return Cameras(c2w=c2w, fx=full(k["fx"]), fy=full(k["fy"]), cx=full(k["cx"]), cy=full(k["cy"]),

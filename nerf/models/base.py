@@ -54,6 +54,11 @@ class RenderModel(nn.Module):
         parameters (the trainer then drops their optimiser state)."""
         return False
 
+    def refined_cameras(self, c2w: torch.Tensor) -> torch.Tensor:
+        """The training cameras (n_images, 4, 4) as the model has refined them; `c2w` itself
+        (the same object) when the model does not refine poses."""
+        return c2w
+
     def param_groups(self, lr: float) -> list[dict]:
         """Named optimiser parameter groups, each with its rate as a multiple (lr_scale) of the
         base rate; one group by default."""

@@ -132,7 +132,7 @@ class FastConfig:
     train_samples: int = 0
     appearance_dim: int = 0
     pose_refine: bool = False
-    pose_lr_scale: float = 0.05
+    pose_lr_scale: float = 0.2
     contraction: str = "auto"
     cone_angle: float = 1 / 256
     contraction_far: float = 32.0

@@ -59,6 +59,29 @@ def save_scene_json(run_dir: Path, info: SceneInfo, scene) -> None:
     (run_dir / "scene.json").write_text(json.dumps(data))
 
 
+REFINED_CAMERAS = "refined_cameras.json"
+
+
+def save_refined_cameras(run_dir: Path, step: int, c2w: torch.Tensor) -> None:
+    """The training cameras as refined by the model (camera-to-world, the run's normalised frame),
+    written beside the checkpoints (atomically) so videos and the viewer fly through them."""
+    path = run_dir / REFINED_CAMERAS
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"step": step, "train_c2w": c2w.detach().cpu().tolist()}))
+    tmp.replace(path)
+
+
+def refined_training_c2w(run_dir: Path | None) -> list | None:
+    """The refined training poses a run wrote, or None."""
+    path = None if run_dir is None else Path(run_dir) / REFINED_CAMERAS
+    if path is None or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())["train_c2w"]
+    except (json.JSONDecodeError, KeyError) as exc:
+        raise UserError(f"{path}: malformed ({exc})") from None
+
+
 def read_scene_json(run_dir: Path) -> dict:
     path = run_dir / "scene.json"
     if not path.is_file():

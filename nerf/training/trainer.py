@@ -24,7 +24,7 @@ from nerf.inference.views import render_view
 from nerf.metrics import psnr, ssim
 from nerf.render.video import depth_to_rgb
 from nerf.runs.checkpoints import load_latest_checkpoint, save_checkpoint
-from nerf.runs.run_folder import build_run_model, prepare_run_dir, save_scene_json
+from nerf.runs.run_folder import build_run_model, prepare_run_dir, save_refined_cameras, save_scene_json
 from nerf.scene_rays import SceneInfo, pixel_rays
 from nerf.training import distributed
 from nerf.training.batches import masked_pixels, sample_batch
@@ -199,7 +199,11 @@ class Trainer:
         if self.n_shards > 1:
             state["batch_shards"] = self.n_shards
             state["shard_generators"] = {s: st for s, st in stream_states.items() if s}
-        return save_checkpoint(self.run_dir, self.step, state, self.cfg.train.keep_checkpoints)
+        path = save_checkpoint(self.run_dir, self.step, state, self.cfg.train.keep_checkpoints)
+        refined = self.model.refined_cameras(self.cameras.c2w)
+        if refined is not self.cameras.c2w:  # the model refines poses: render-video flies through these
+            save_refined_cameras(self.run_dir, self.step, refined)
+        return path
 
     def _set_lr(self) -> tuple[float, float]:
         """Set every group's rate for this step; returns it and its decay so far (lr / train.lr)."""
