@@ -131,8 +131,8 @@ class VideoConfig:
             errs.append(f"video.fps: must be > 0, got {self.fps}")
         if self.downscale < 1:
             errs.append(f"video.downscale: must be >= 1, got {self.downscale}")
-        if self.path not in ("auto", "orbit", "spherical", "spiral"):
-            errs.append(f"video.path: must be auto, orbit, spherical or spiral, got {self.path!r}")
+        if self.path not in ("auto", "orbit", "spherical", "spiral", "interpolate"):
+            errs.append(f"video.path: must be auto, orbit, spherical, spiral or interpolate, got {self.path!r}")
         return errs
 
 

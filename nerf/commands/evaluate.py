@@ -16,6 +16,9 @@ def evaluate(argv: list[str]) -> int:
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="which split to score")
     p.add_argument("--max-views", type=int, default=0, help="score N evenly spaced views (default 0: all)")
     p.add_argument("--data", help="the scene folder, if it moved since training")
+    p.add_argument("--fit-appearance", action="store_true",
+                   help="runs with appearance codes: also fit each view's code on its left half and score both codes "
+                        "on the right half")
     add_common_flags(p)
     a = p.parse_args(argv)
     if a.max_views < 0:
@@ -33,7 +36,7 @@ def evaluate(argv: list[str]) -> int:
     model, step, scene_json = load_trained_model(run_dir, cfg, device)
     evaluate_run(run_dir, cfg, model, step, SceneInfo(**scene_json["info"]), a.split, a.max_views,
                  show_progress=not a.quiet, log=printer(a.quiet or not ranks.writer),
-                 ranks=ranks if ranks.active else None)
+                 ranks=ranks if ranks.active else None, fit_appearance=a.fit_appearance)
     return 0
 
 

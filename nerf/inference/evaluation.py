@@ -17,10 +17,13 @@ from nerf.scene_rays import SceneInfo
 
 
 def evaluate_run(run_dir: Path, cfg: Config, model, step: int, info: SceneInfo, split: str, max_views: int,
-                 show_progress: bool = True, log=print, ranks=None) -> dict | None:
+                 show_progress: bool = True, log=print, ranks=None, fit_appearance: bool = False) -> dict | None:
     """Render `max_views` evenly spaced views of `split` (0 = all), score them and write
     RUN_DIR/metrics.json and RUN_DIR/renders/<split>/{name}.png, {name}_depth.png. `ranks`
-    (under torchrun) splits the views among the processes; rank 0 writes, the others return None."""
+    (under torchrun) splits the views among the processes; rank 0 writes, the others return None.
+    fit_appearance: models with appearance codes also report the right half's PSNR with the mean
+    code and with a code fitted on the left half (psnr_right_mean_code, psnr_right_fitted_code)."""
+    fit_appearance = fit_appearance and getattr(model, "appearance", None) is not None
     scene = load_scene(dataclasses.replace(cfg.data, max_images=max_views), split)
     writer = ranks is None or ranks.writer
     out_dir = run_dir / "renders" / split
@@ -33,14 +36,19 @@ def evaluate_run(run_dir: Path, cfg: Config, model, step: int, info: SceneInfo, 
                     to_uint8(depth_to_rgb(render["depth"], info.near, info.far, render["opacity"])))
 
     with tqdm(total=len(scene), desc=f"eval {split}", unit="view", disable=not (show_progress and writer)) as bar:
-        result = score_views(model, scene, info, cfg.render.chunk, on_view=save, progress=bar, ranks=ranks)
+        result = score_views(model, scene, info, cfg.render.chunk, on_view=save, progress=bar, ranks=ranks,
+                             fit_appearance=fit_appearance)
     if not writer:
         return None
     metrics = {"psnr": result.pop("psnr"), "ssim": result.pop("ssim")}
-    if "depth_mae" in result:
-        metrics["depth_mae"] = result.pop("depth_mae")
+    for key in ("depth_mae", "psnr_right_mean_code", "psnr_right_fitted_code"):
+        if key in result:
+            metrics[key] = result.pop(key)
     metrics.update({"split": split, "step": step, "method": cfg.model.method, "scene": scene.name, **result})
     atomic_write_bytes(run_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
     log(f"{split}: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} over {metrics['n_views']} views "
         f"at {scene.width}x{scene.height} (step {step}); wrote {run_dir / 'metrics.json'}")
+    if "psnr_right_fitted_code" in metrics:
+        log(f"{split}, right halves: PSNR {metrics['psnr_right_mean_code']:.2f} dB with the mean appearance code, "
+            f"{metrics['psnr_right_fitted_code']:.2f} dB with a code fitted on each left half")
     return metrics

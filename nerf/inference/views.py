@@ -32,12 +32,15 @@ def depth_error(pred_depth: torch.Tensor, true_depth: torch.Tensor) -> float:
     return float((pred_depth[hit] - true_depth[hit]).abs().mean())
 
 
-def score_views(model, scene, info: SceneInfo, chunk: int, on_view=None, progress=None, ranks=None) -> dict | None:
+def score_views(model, scene, info: SceneInfo, chunk: int, on_view=None, progress=None, ranks=None,
+                fit_appearance: bool = False) -> dict | None:
     """Render every view of `scene` and score it; `on_view(i, name, render, figures)` sees each.
 
     Returns the mean psnr and ssim, mean depth_mae when the scene has true depth, timing and
     per-image figures. `ranks` (training/distributed.py, under torchrun) splits the views among
     the processes; rank 0 receives them all, in order, and the others return None.
+    fit_appearance (models with appearance codes): also score each view's right half with the mean
+    code and with a code fitted on its left half (inference/appearance_fit.py).
     """
     per_image = []
     device = next(model.parameters()).device
@@ -51,6 +54,13 @@ def score_views(model, scene, info: SceneInfo, chunk: int, on_view=None, progres
                    "psnr": psnr(out["rgb"], gt), "ssim": ssim(out["rgb"], gt)}
         if scene.depth is not None:
             figures["depth_mae"] = depth_error(out["depth"], scene.depth[i])
+        if fit_appearance:
+            from nerf.inference.appearance_fit import fit_half_code, right_half_psnr
+
+            code = fit_half_code(model, cams, i, info, gt, seed=i)
+            figures["psnr_right_mean_code"] = right_half_psnr(model, lambda: out, gt, None)
+            figures["psnr_right_fitted_code"] = right_half_psnr(
+                model, lambda: render_view(model, cams, i, info, chunk), gt, code)
         return figures, ({k: v.cpu() for k, v in out.items()} if ranks is not None else out)
 
     views = ranks.map(len(scene), score) if ranks is not None else ((i, score(i)) for i in range(len(scene)))
@@ -68,6 +78,9 @@ def score_views(model, scene, info: SceneInfo, chunk: int, on_view=None, progres
     result = {"psnr": mean("psnr"), "ssim": mean("ssim")}
     if scene.depth is not None:
         result["depth_mae"] = mean("depth_mae")
+    if fit_appearance:
+        result["psnr_right_mean_code"] = mean("psnr_right_mean_code")
+        result["psnr_right_fitted_code"] = mean("psnr_right_fitted_code")
     result.update({"n_views": len(per_image), "seconds_per_view": elapsed / max(len(per_image), 1),
                    "width": scene.width, "height": scene.height, "per_image": per_image})
     return result

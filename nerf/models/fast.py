@@ -47,7 +47,7 @@ class FastConfig:
     grid from the training silhouettes (visual hull) when the images have alpha. init_alpha: opacity
     per marching step of the initial fog (keep it above occ_threshold). tv_weight: weight of a
     total-variation loss on the grid's factors (tensorf, dense; TensoRF's regulariser against
-    floaters when few views see the scene; on in llff_fast.yaml).
+    floaters when few views see the scene; on in llff.yaml).
     tv_decay: scale tv_weight by the learning rate's decay (lr / train.lr), as TensoRF shrinks its
     TV weights with its learning rate (off).
     random_background: for captures without alpha (real
@@ -57,14 +57,14 @@ class FastConfig:
     head on samples whose compositing weight is at most this (they count as black; opacity and
     depth are unchanged). render_early_stop: renders (evaluation, video) stop a ray below this
     transmittance instead of early_stop (0: early_stop); a ray's colour then misses at most this
-    share of its light (set in llff_fast.yaml).
+    share of its light (set in llff.yaml).
     distortion_weight: weight of mip-NeRF 360's distortion loss (depths normalised to [0, 1]
     between near and far), which gathers each ray's weight onto a surface instead of a fog:
-    sharper geometry and fewer samples per ray on forward-facing captures (on in llff_fast.yaml).
+    sharper geometry and fewer samples per ray on forward-facing captures (on in llff.yaml).
     fit_box: before training, span the grid encoding over the box content can occupy (the
     silhouettes' visual hull when carved, the training frusta in NDC) instead of the whole
     scene box: finer cells on the content for the same parameters (TensoRF's box shrinking). On in
-    blender_fast.yaml; off by default, because on the built-in scene's short run the finer cells
+    blender.yaml; off by default, because on the built-in scene's short run the finer cells
     converge slower (benchmarks/results holds both figures).
     grid_res_start: coarse-to-fine training (TensoRF's schedule, tensorf and dense grids): start
     the grid at this resolution and resample it up to `grid_res` in `grid_upsample_count` steps
@@ -244,6 +244,7 @@ class FastNeRF(RenderModel):
             self.appearance = torch.nn.Embedding(info.n_images, fc.appearance_dim)
             torch.nn.init.normal_(self.appearance.weight, std=0.01)
         self.cameras = CameraRefinement(info.n_images) if fc.pose_refine else None
+        self.code_override = None  # renders use this code instead of the mean one when set
         self.grid = OccupancyGrid(box, fc.occ_res, step, fc.occ_threshold, fc.occ_decay, **grid_kw)
         # Share of the candidate steps the last probe's density pass kept (see `_prune_in_training`);
         # a buffer, so a resumed run decides as an uninterrupted one.
@@ -408,6 +409,8 @@ class FastNeRF(RenderModel):
             return None
         if cam is not None:
             return self.appearance(cam)
+        if self.code_override is not None:  # a code fitted to a held-out photo (inference/appearance_fit.py)
+            return self.code_override.reshape(1, -1).expand(n, -1)
         return self.appearance.weight.mean(0, keepdim=True).expand(n, -1)
 
     def refined_cameras(self, c2w: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,77 @@
+"""Real captures trained with the plain command: `train-scene --data DIR train.max_minutes=M`,
+and the same with one of the capture options turned off (scene contraction, appearance codes,
+camera refinement), scored on the held-out frames (every 8th) that the run's own evaluation
+renders. One run at a time, each in a fresh process with the machine's threads.
+
+    python benchmarks/capture_training.py --captures cup_desk egypt --minutes 10 [--ablations]
+
+Writes benchmarks/results/capture-training-<date>.md (a table; rows added to today's record).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import dated, machine
+
+CAPTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "captures"
+ABLATIONS = {"plain": [], "no contraction": ["model.fast.contraction=none"],
+             "no appearance codes": ["model.fast.appearance_dim=0"], "no camera refinement": ["model.fast.pose_refine=false"]}
+
+
+def run(capture: str, minutes: float, variant: str, out_root: Path) -> dict:
+    out = out_root / f"{capture}-{variant.replace(' ', '_')}-{minutes:g}min"
+    cmd = ["train-scene", "--data", str(CAPTURES / capture), f"train.max_minutes={minutes:g}", "--out", str(out),
+           "--overwrite", "--no-showcase", "--quiet"] + ABLATIONS[variant]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    m = json.loads((out / "metrics.json").read_text())
+    return {"capture": capture, "variant": variant, "minutes": minutes, "psnr": m["psnr"], "ssim": m["ssim"],
+            "step": m["step"], "views": m["n_views"], "size": f"{m['width']}x{m['height']}",
+            "s_per_frame": m["seconds_per_view"], "wall_min": (time.perf_counter() - start) / 60,
+            "command": " ".join(cmd[:4] + ABLATIONS[variant])}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--captures", nargs="+", default=["egypt", "coke_can", "cup_desk", "bird_figure"])
+    ap.add_argument("--minutes", type=float, nargs="+", default=[10.0])
+    ap.add_argument("--ablations", action="store_true", help="also each option turned off")
+    ap.add_argument("--out", default="/tmp/capture_training", help="run folders")
+    a = ap.parse_args()
+    rows = []
+    for capture in a.captures:
+        for minutes in a.minutes:
+            for variant in (ABLATIONS if a.ablations else ["plain"]):
+                rows.append(run(capture, minutes, variant, Path(a.out)))
+                r = rows[-1]
+                print(f"{capture} {variant} {minutes:g} min: {r['psnr']:.2f} dB / {r['ssim']:.3f}, "
+                      f"{r['s_per_frame']:.2f} s/frame", flush=True)
+    mach = machine()
+    path = dated("capture-training", "md")
+    new = not path.exists()
+    with path.open("a") as f:
+        if new:
+            f.write("# Real captures with the plain command, " + path.stem[-10:] + "\n\n"
+                    "Each row: one `train-scene --data CAPTURE train.max_minutes=M` run (plus the option named in "
+                    "the variant column), then its own evaluation on the held-out frames (every 8th), at the "
+                    "training resolution of `configs/colmap.yaml` / `transforms.yaml`. s/frame: seconds per "
+                    "held-out frame rendered during that evaluation.\n\n"
+                    "| capture | variant | minutes | steps | PSNR | SSIM | views | size | s/frame | commit | load at start |\n"
+                    "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | --- |\n")
+        for r in rows:
+            f.write(f"| {r['capture']} | {r['variant']} | {r['minutes']:g} | {r['step']} | {r['psnr']:.2f} | "
+                    f"{r['ssim']:.3f} | {r['views']} | {r['size']} | {r['s_per_frame']:.2f} | {mach['commit']} | "
+                    f"{mach['load_avg_1min']:.1f} |\n")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
