@@ -14,8 +14,8 @@ def test_a_config_includes_its_base_and_overrides_some_keys(tmp_path):
     (tmp_path / "child.yaml").write_text("base: base.yaml\ntrain:\n  max_steps: 7\n")
     cfg = load_config(str(tmp_path / "child.yaml"), ["model.nerf.depth=3"])
     assert (cfg.train.lr, cfg.train.max_steps, cfg.model.nerf.width, cfg.model.nerf.depth) == (0.003, 7, 32, 3)
-    # a name in configs/ works as a base too: blender_quarter is blender at downscale 4
-    q, full = load_config("blender_quarter"), load_config("blender")
+    # a name in configs/ works as a base too: blender_quarter is blender_nerf at downscale 4
+    q, full = load_config("blender_quarter"), load_config("blender_nerf")
     assert q.data.downscale == 4 and q.model == full.model and q.train == full.train
 
 

@@ -103,6 +103,7 @@ class SceneViewer:
         self.stopped = threading.Event()
         self.step: int | None = None
         self.render_seconds, self.started = 0.0, time.perf_counter()
+        self.forfeited = 0.0  # rendering time left unused beyond the banked window (see `poll`)
         self._thread: threading.Thread | None = None
         self._next = 0
         with contextlib.redirect_stdout(io.StringIO()):  # viser's banner: the command prints its own URL
@@ -426,12 +427,18 @@ class SceneViewer:
         self._thread.start()
         return self
 
+    SHARE_WINDOW = 5.0  # seconds of unused rendering time the viewer may bank (times its share)
+
     def poll(self, trainer=None) -> None:
         """Between training steps: render one pending view while rendering has used less than
-        `share` of the wall clock since the viewer started."""
+        `share` of the wall clock since the viewer started; time left unused while nobody watched
+        counts for at most SHARE_WINDOW seconds, so a browser that connects late does not take
+        the whole CPU until it has spent the credit of the whole run."""
         if trainer is not None:
             self.step = trainer.step
-        if not self.views or self.render_seconds > self.share * (time.perf_counter() - self.started):
+        allowed = self.share * (time.perf_counter() - self.started)
+        self.forfeited = max(self.forfeited, allowed - self.share * self.SHARE_WINDOW - self.render_seconds)
+        if not self.views or self.render_seconds + self.forfeited > allowed:
             return
         self.render_pending()
 
