@@ -34,7 +34,7 @@ from nerf.scene_rays import SceneInfo  # noqa: E402
 from nerf.training.distributed import flat_size  # noqa: E402
 
 METHODS = {"fast": "builtin", "nerf": "builtin_nerf"}
-LEGO_CONFIGS = {"fast": "blender_fast", "nerf": "blender"}  # the configs train-scene picks for lego at 800x800
+LEGO_CONFIGS = {"fast": "blender_fast", "nerf": "blender_nerf"}  # the configs train-scene picks for lego at 800x800
 SETUPS = {"1 process x 1 thread": (1, 1), "1 process x 2 threads": (1, 2), "2 processes x 1 thread": (2, 1)}
 # A measured GPU step for the estimate: benchmarks/results/gpu-check-2026-12-04.md, lego 800x800,
 # blender_fast.yaml (4096 rays a step) on one H200: 16289 steps in 5.0 min of training.
