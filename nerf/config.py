@@ -157,6 +157,17 @@ LEGACY_ALIASES = {f"model.{f.name}": f"model.nerf.{f.name}" for f in dataclasses
 SCHEMA = Schema(Config, LEGACY_ALIASES)
 
 
+def read_run_yaml(path: Path) -> dict:
+    """A run folder's saved config.yaml, with the options whose default changed since it was
+    written set to what the run was trained with: a fast run saved before scene contraction
+    existed was trained boxed (contraction none), whatever `auto` decides today."""
+    data = read_yaml(path)
+    fast = (data.get("model") or {}).get("fast")
+    if isinstance(fast, dict) and "contraction" not in fast:
+        fast["contraction"] = "none"
+    return data
+
+
 def load_config(config_file: str | None = None, overrides=(), base: dict | None = None) -> Config:
     """Build and validate a run Config from an optional base mapping (a run's saved config), a
     YAML file (a path or a name in configs/) and `KEY=VALUE` overrides."""

@@ -85,3 +85,15 @@ def test_default_config_follows_scene_format_and_method(tmp_path):
         assert load_config(_default_config(str(tmp_path), fmt, "nerf")).model.method == "nerf", fmt
     capture = load_config(_default_config(str(tmp_path), "colmap")).model.fast
     assert (capture.contraction, capture.pose_refine, capture.appearance_dim > 0) == ("auto", True, True)
+
+
+def test_a_run_saved_before_contraction_stays_boxed(tmp_path):
+    """A fast run's config.yaml written before model.fast.contraction existed resumes as it was
+    trained (boxed), not as `auto` would decide for a photo capture today; newer files keep theirs."""
+    from nerf.config import read_run_yaml
+
+    (tmp_path / "old.yaml").write_text("model:\n  method: fast\n  fast:\n    grid_res: 64\n")
+    (tmp_path / "new.yaml").write_text("model:\n  method: fast\n  fast:\n    contraction: linf\n")
+    assert load_config(None, [], base=read_run_yaml(tmp_path / "old.yaml")).model.fast.contraction == "none"
+    assert load_config(None, [], base=read_run_yaml(tmp_path / "new.yaml")).model.fast.contraction == "linf"
+    assert load_config("colmap").model.fast.contraction == "auto"

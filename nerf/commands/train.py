@@ -49,7 +49,7 @@ def train(argv: list[str]) -> int:
     add_common_flags(p)
     a = p.parse_intermixed_args(argv)  # KEY=VALUE overrides may stand anywhere
 
-    from nerf.config import load_config, read_yaml
+    from nerf.config import load_config, read_run_yaml
     from nerf.inference.evaluation import evaluate_run
     from nerf.training import distributed
     from nerf.training.trainer import Trainer
@@ -65,7 +65,7 @@ def train(argv: list[str]) -> int:
         overrides.append(f"train.seed={a.seed}")
     base = None
     if a.resume and (Path(a.out) / "config.yaml").is_file():
-        base = read_yaml(Path(a.out) / "config.yaml")
+        base = read_run_yaml(Path(a.out) / "config.yaml")
         config_file = a.config
     else:
         fmt, method = override_value(overrides, "data.format"), override_value(overrides, "model.method")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from nerf.config import Config, load_config, read_yaml
+from nerf.config import Config, load_config, read_run_yaml
 from nerf.errors import UserError
 from nerf.models import build_model
 from nerf.runs.checkpoints import load_latest_checkpoint
@@ -98,7 +98,7 @@ def load_run_config(run_dir: Path, overrides: list[str] = ()) -> Config:
         raise UserError(f"{run_dir}: run folder not found")
     if not path.is_file():
         raise UserError(f"{path}: not found; is {run_dir} a run folder written by train-scene?")
-    return load_config(None, overrides, base=read_yaml(path))
+    return load_config(None, overrides, base=read_run_yaml(path))
 
 
 def load_trained_model(run_dir: Path, cfg: Config, device: torch.device):
