@@ -119,7 +119,7 @@ def preview(a) -> dict:
         w, h = cams.width, cams.height
         start = viewer.train_c2w[0]
 
-        async def session():
+        async def browse():
             out = []
             async with connect(viewer.port) as ws:
                 b = Browser(ws)
@@ -166,7 +166,7 @@ def preview(a) -> dict:
                       f"(median of 3, includes the {1000 * 0.25:.0f} ms wait for stillness)")
             return out
 
-        rows += asyncio.run(session())
+        rows += asyncio.run(browse())
         viewer.close()
     return {"rows": rows}
 

@@ -113,13 +113,13 @@ def test_a_browser_camera_gets_render_view_at_that_camera(viewer, tiny_run):
     c2w = cams.c2w[3].double().numpy()
     fov = 0.8
 
-    async def session():
+    async def browse():
         async with connect(viewer.port) as ws:
             b = Browser(ws)
             await b.look(c2w, fov, 300, 200)
             return await b.images()
 
-    imgs = asyncio.run(session())
+    imgs = asyncio.run(browse())
     (fmt0, first), (fmt, full) = imgs[0], imgs[-1]
     preview_h, full_h = (int(viewer.views_seen[-1].gui[k].value) for k in ("preview", "full"))
     assert fmt0 == "jpeg" and first.shape == (preview_h, round(preview_h * 1.5), 3)
@@ -137,7 +137,7 @@ def test_a_browser_camera_gets_render_view_at_that_camera(viewer, tiny_run):
 def test_keyframes_saved_render_through_render_video(viewer, tiny_run):
     train = viewer.cameras.c2w.double().numpy()
 
-    async def session():
+    async def browse():
         async with connect(viewer.port) as ws:
             b = Browser(ws)
             for i in (0, 2, 5):  # three keyframes from three views
@@ -152,7 +152,7 @@ def test_keyframes_saved_render_through_render_video(viewer, tiny_run):
             v.gui["fps"].value = 4.0
             return viewer.save_camera_path(v, "three_keys")
 
-    path = asyncio.run(session())
+    path = asyncio.run(browse())
     assert path == tiny_run / "camera_paths" / "three_keys.json"
     cp = read_camera_path(path)
     assert len(cp.c2w) == 6 and cp.fps == 4.0 and (cp.width, cp.height) == (32, 32)
@@ -226,14 +226,14 @@ def test_train_scene_viewer_serves_the_run_while_it_trains(tmp_path):
                 assert proc.poll() is None, proc.stderr.read()
                 time.sleep(0.3)
 
-        async def session():
+        async def browse():
             async with connect(port) as ws:
                 b = Browser(ws)
                 train_c2w = np.array(json.loads((run / "scene.json").read_text())["train_c2w"][0])
                 await b.look(train_c2w, 0.8, 120, 60)
                 return await b.images(timeout=90)
 
-        imgs = asyncio.run(session())
+        imgs = asyncio.run(browse())
         assert imgs[-1][0] == "png" and imgs[-1][1].shape == (64, 128, 3)  # full height: 32 rows -> the 64 minimum
     finally:
         proc.send_signal(signal.SIGINT)
@@ -246,12 +246,12 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-async def _cdp(ws, method: str, session: str | None = None, **params) -> dict:
+async def _cdp(ws, method: str, target: str | None = None, **params) -> dict:
     """One DevTools Protocol call; events arriving meanwhile are skipped."""
     _cdp.n = getattr(_cdp, "n", 0) + 1
     msg = {"id": _cdp.n, "method": method, "params": params}
-    if session:
-        msg["sessionId"] = session
+    if target:
+        msg["sessionId"] = target
     await ws.send(json.dumps(msg))
     while True:
         reply = json.loads(await ws.recv())
@@ -282,15 +282,15 @@ def screenshot(url: str, wait_until, size=(800, 600), timeout: float = 90.0) -> 
         async def run():
             async with websockets.connect(endpoint, max_size=None) as ws:
                 target = (await _cdp(ws, "Target.createTarget", url="about:blank"))["targetId"]
-                session = (await _cdp(ws, "Target.attachToTarget", targetId=target, flatten=True))["sessionId"]
-                await _cdp(ws, "Emulation.setDeviceMetricsOverride", session, width=size[0], height=size[1],
+                page = (await _cdp(ws, "Target.attachToTarget", targetId=target, flatten=True))["sessionId"]
+                await _cdp(ws, "Emulation.setDeviceMetricsOverride", page, width=size[0], height=size[1],
                            deviceScaleFactor=1, mobile=False)
-                await _cdp(ws, "Page.navigate", session, url=url)
+                await _cdp(ws, "Page.navigate", page, url=url)
                 while not wait_until():
                     assert time.monotonic() < deadline, "the page never showed a full-height render"
                     await asyncio.sleep(0.2)
                 await asyncio.sleep(1.5)  # the last frame reaches the canvas
-                shot = await _cdp(ws, "Page.captureScreenshot", session, format="png")
+                shot = await _cdp(ws, "Page.captureScreenshot", page, format="png")
                 return iio.imread(base64.b64decode(shot["data"]))
 
         return asyncio.run(run())[..., :3]
