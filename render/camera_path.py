@@ -429,6 +429,18 @@ def _fov(value, where: str) -> float:
     return f
 
 
+def _camera_list(entries: list, key: str, where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Matrices (n, 4, 4) under `key` and fields of view (n,) of a list of camera entries."""
+    mats, fovs = [], []
+    for i, cam in enumerate(entries):
+        at = f"{where}[{i}]"
+        if not isinstance(cam, dict) or key not in cam:
+            raise CameraPathError(f"{at}: needs {'a matrix' if key == 'matrix' else key}")
+        mats.append(_matrix(cam[key], at))
+        fovs.append(_fov(cam.get("fov", 50.0), at))
+    return torch.tensor(np.stack(mats)).float(), torch.tensor(fovs).float()
+
+
 def read_camera_path(path: Path, default_size: tuple[int, int] | None = None) -> CameraPath:
     """Read a camera_path.json (nerfstudio's viewer or ours). The frames are `camera_path`; a file
     with only `keyframes` is interpolated to `seconds` x `fps` frames. default_size (width, height)
@@ -460,26 +472,12 @@ def read_camera_path(path: Path, default_size: tuple[int, int] | None = None) ->
     if not isinstance(raw_keys, list):
         raise CameraPathError(f"{path}: keyframes must be a list")
     if raw_keys:
-        km, kf = [], []
-        for i, kfm in enumerate(raw_keys):
-            where = f"{path}: keyframes[{i}]"
-            if not isinstance(kfm, dict) or "matrix" not in kfm:
-                raise CameraPathError(f"{where}: needs a matrix")
-            km.append(_matrix(kfm["matrix"], where))
-            kf.append(_fov(kfm.get("fov", 50.0), where))
-        keys = (torch.tensor(np.stack(km)).float(), torch.tensor(kf).float())
+        keys = _camera_list(raw_keys, "matrix", f"{path}: keyframes")
     frames = data.get("camera_path")
     if frames:
         if not isinstance(frames, list):
             raise CameraPathError(f"{path}: camera_path must be a list of cameras")
-        mats, fovs = [], []
-        for i, cam in enumerate(frames):
-            where = f"{path}: camera_path[{i}]"
-            if not isinstance(cam, dict) or "camera_to_world" not in cam:
-                raise CameraPathError(f"{where}: needs camera_to_world")
-            mats.append(_matrix(cam["camera_to_world"], where))
-            fovs.append(_fov(cam.get("fov", 50.0), where))
-        c2w, fov = torch.tensor(np.stack(mats)).float(), torch.tensor(fovs).float()
+        c2w, fov = _camera_list(frames, "camera_to_world", f"{path}: camera_path")
     elif keys is not None:
         try:
             seconds = float(data.get("seconds", len(keys[0])))
