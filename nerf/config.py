@@ -160,11 +160,14 @@ SCHEMA = Schema(Config, LEGACY_ALIASES)
 def read_run_yaml(path: Path) -> dict:
     """A run folder's saved config.yaml, with the options whose default changed since it was
     written set to what the run was trained with: a fast run saved before scene contraction
-    existed was trained boxed (contraction none), whatever `auto` decides today."""
+    existed was trained boxed (contraction none), whatever `auto` decides today; one saved
+    before appearance_mode existed fed its codes to the colour head."""
     data = read_yaml(path)
     fast = (data.get("model") or {}).get("fast")
     if isinstance(fast, dict) and "contraction" not in fast:
         fast["contraction"] = "none"
+    if isinstance(fast, dict) and "appearance_mode" not in fast:
+        fast["appearance_mode"] = "head"
     return data
 
 

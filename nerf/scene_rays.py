@@ -17,7 +17,9 @@ class SceneInfo:
     """The facts about a scene a model needs, saved with the run so renders need no dataset:
     near/far ray bounds, the content's bounding box (2, 3), the background colour (3,) (None for
     scenes without alpha, rendered over black), whether rays are in NDC and how many training
-    images there are (per-image parameters: appearance codes, camera corrections)."""
+    images there are (per-image parameters: appearance codes, camera corrections), and the box
+    (2, 3) around the training cameras' centres (scene contraction keeps them uncontracted; None
+    in runs saved before it was recorded)."""
 
     near: float
     far: float
@@ -25,12 +27,15 @@ class SceneInfo:
     background: list | None
     ndc: bool = False
     n_images: int = 0
+    camera_box: list | None = None
 
     @classmethod
     def from_scene(cls, scene, has_alpha: bool) -> "SceneInfo":
+        centres = scene.cameras.c2w[:, :3, 3].float()
         return cls(near=float(scene.near), far=float(scene.far), bbox=scene.bbox.tolist(),
                    background=scene.background.tolist() if has_alpha else None, ndc=bool(scene.ndc),
-                   n_images=int(scene.cameras.c2w.shape[0]))
+                   n_images=int(scene.cameras.c2w.shape[0]),
+                   camera_box=torch.stack([centres.amin(0), centres.amax(0)]).tolist())
 
 
 def _maybe_ndc(rays: RayBundle, cameras, cam_idx: torch.Tensor, info: SceneInfo) -> RayBundle:

@@ -55,3 +55,28 @@ def silhouette_hull(points: torch.Tensor, cameras, alpha: torch.Tensor, radius: 
     keep = torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
     keep[alive] = True
     return keep
+
+
+@torch.no_grad()
+def camera_coverage(points: torch.Tensor, radii: torch.Tensor, cameras, near: float = 0.0,
+                    margin_px: float = 1.0, chunk: int = 1 << 20) -> torch.Tensor:
+    """How many cameras see each sphere (points (m, 3), radii (m,)): some of it lies beyond
+    `near` in front of the camera and projects inside the image (the image grown by the
+    sphere's footprint plus `margin_px`). A captured scene is learned only where cameras look,
+    so a cell no camera sees holds whatever density the field starts with for good (instant-ngp
+    marks such cells empty). Loops over cameras, never over points."""
+    count = torch.zeros(points.shape[0], dtype=torch.int32, device=points.device)
+    w, h = cameras.width, cameras.height
+    for i in range(len(cameras)):
+        c2w = cameras.c2w[i].to(points)
+        fx, fy, cx, cy = (float(v[i]) for v in (cameras.fx, cameras.fy, cameras.cx, cameras.cy))
+        for s in range(0, points.shape[0], chunk):
+            p, r = points[s:s + chunk], radii[s:s + chunk]
+            x, y, depth = project(p, c2w, fx, fy, cx, cy)
+            ahead = depth + r > near
+            # the sphere's footprint in pixels; a sphere around the camera's own plane sees all
+            pad = torch.where(depth > r, max(fx, fy) * r / (depth - r).clamp_min(1e-6), torch.full_like(r, 1e9))
+            pad = pad + margin_px
+            inside = (x >= -pad) & (x <= w + pad) & (y >= -pad) & (y <= h + pad)
+            count[s:s + chunk] += (ahead & inside).int()
+    return count

@@ -137,6 +137,34 @@ class OccupancyGrid(nn.Module):
         """Radius of the sphere around a cell's centre that contains the cell."""
         return float(((self.bbox[1] - self.bbox[0]) / self.res).norm()) / 2
 
+    @torch.no_grad()
+    def cell_spheres(self, far: float = float("inf"), chunk: int = 1 << 20) -> tuple[torch.Tensor, torch.Tensor]:
+        """World centres (res^3, 3) and radii (res^3,) of spheres holding each cell (of its part
+        within `far` of the contraction centre, in units of the radius, for a contracted grid,
+        whose outermost cells reach infinity)."""
+        n, dev = self.res ** 3, self.opacity.device
+        centres = torch.empty(n, 3, device=dev)
+        radii = torch.empty(n, device=dev)
+        corners = torch.tensor([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=torch.float32)
+        limit = 2.0 - 1.0 / max(far, 1.0 + 1e-6)  # the contracted norm of distance `far`
+        for s in range(0, n, chunk):
+            idx = torch.arange(s, min(s + chunk, n), device=dev)
+            c = self.cell_points(idx, torch.full((idx.shape[0], 3), 0.5, device=dev), world=False)
+            r = torch.zeros(idx.shape[0], device=dev)
+            world_c = self.from_grid(self._within(c, limit))
+            for corner in corners.to(dev):
+                y = self.cell_points(idx, corner.expand(idx.shape[0], 3), world=False)
+                r = torch.maximum(r, (self.from_grid(self._within(y, limit)) - world_c).norm(dim=-1))
+            centres[s:s + chunk], radii[s:s + chunk] = world_c, r
+        return centres, radii
+
+    def _within(self, y: torch.Tensor, limit: float) -> torch.Tensor:
+        """Grid points scaled towards the centre to a contracted norm of at most `limit`."""
+        if self.order is None:
+            return y
+        mag = y.abs().amax(-1, keepdim=True) if self.order == float("inf") else y.norm(dim=-1, keepdim=True)
+        return y * (limit / mag.clamp_min(limit)).clamp_max(1.0)
+
     # ------------------------------------------------------------------ lookups
     def cell_index(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Flat cell index (m,) of world points (m, 3) and whether each lies inside the box."""
@@ -232,65 +260,53 @@ class OccupancyGrid(nn.Module):
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
     def candidates(self, origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
-                   offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                   offset: torch.Tensor, k_lo: int = 0, k_hi: int | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
         """Steps that fall in occupied cells, packed: midpoints t (m,) and ray_idx (m,).
 
         Ray i is stepped at t = t_in + (k + offset_i) * step, k = 0, 1, ..., inside [near, far]
         clipped to the box around occupied cells; offset (n,) in [0, 1) (0.5 for rendering,
         random for training). With contraction, the steps are uniform in the warped distance
-        (`to_s`) over [near, far] and t holds their distances."""
+        (`to_s`) over [near, far] and t holds their distances. Only steps k_lo <= k < k_hi are
+        returned (a window, see `march_field`); `self.last_steps` is then the largest number of
+        steps of any ray."""
         if self.contracted:
-            return self._contracted_candidates(origins, dirs, near, far, offset)
-        t_in, t_out = ray_box(origins, dirs, self.occupied_box[0], self.occupied_box[1])
-        t_in = torch.maximum(t_in, near.reshape(-1))
-        t_out = torch.minimum(t_out, far.reshape(-1))
-        counts = torch.ceil((t_out - t_in) / self.step - offset).clamp_min(0).long()
+            s_in = self.to_s(near.reshape(-1))
+            counts = torch.ceil((self.to_s(far.reshape(-1)) - s_in) / self.step - offset).clamp_min(0).long()
+            o_cell = d_cell = None
+        else:
+            t_in, t_out = ray_box(origins, dirs, self.occupied_box[0], self.occupied_box[1])
+            s_in = torch.maximum(t_in, near.reshape(-1))
+            counts = torch.ceil((torch.minimum(t_out, far.reshape(-1)) - s_in) / self.step - offset).clamp_min(0).long()
+            # rays in fine-cell units: the cell of a point is the floor of its coordinates
+            scale = self.res / (self.bbox[1] - self.bbox[0])
+            o_cell, d_cell = (origins - self.bbox[0]) * scale, dirs * scale
+        self.last_steps = int(counts.max()) if counts.numel() else 0
+        if k_hi is not None:
+            counts = counts.clamp_max(k_hi)
         stride = self._stride()
-        n_strides = (int(counts.max()) + stride - 1) // stride if counts.numel() else 0
-        # rays in fine-cell units: the cell of a point is the floor of its coordinates
-        scale = self.res / (self.bbox[1] - self.bbox[0])
-        o_cell, d_cell = (origins - self.bbox[0]) * scale, dirs * scale
-        # every ray's strides side by side (n, n_strides): a broadcast, no per-sample gathers
-        k0 = torch.arange(n_strides, device=origins.device) * stride
-        maybe = k0[None, :] < counts[:, None]
-        if stride > 1:  # drop the strides that start in a coarse cell with no content around
-            t0 = t_in[:, None] + (k0[None, :] + offset[:, None]) * self.step
-            coarse, rc = self.coarse_level()
-            pts = torch.addcmul(o_cell[:, None, :], d_cell[:, None, :], t0[..., None]).div_(self.COARSE)
-            maybe &= _take(coarse, self._flat_cell(pts, rc))
-        ray_idx, j = maybe.nonzero(as_tuple=True)  # ray-major, strides in order
-        # the steps of the kept strides (m', stride), tested one by one against the fine grid
-        k = _take(k0, j)[:, None] + torch.arange(stride, device=origins.device)
-        t = _take(t_in, ray_idx)[:, None] + (k.float() + _take(offset, ray_idx)[:, None]) * self.step
-        pts = torch.addcmul(_take(o_cell, ray_idx)[:, None, :], _take(d_cell, ray_idx)[:, None, :], t[..., None])
-        # the steps lie inside the box by construction (up to rounding, which the clamp absorbs)
-        keep = (k < _take(counts, ray_idx)[:, None]) & _take(self.occupied, self._flat_cell(pts, self.res))
-        keep = keep.view(-1).nonzero()[:, 0]
-        return _take(t.view(-1), keep), _take(ray_idx, keep.div(stride, rounding_mode="floor"))
-
-    def _contracted_candidates(self, origins, dirs, near, far, offset):
-        """`candidates` for a contracted grid: strides of steps in warped distance, each tested at
-        its first step against the dilated coarse grid, then step by step against the fine grid."""
-        s_in, s_out = self.to_s(near.reshape(-1)), self.to_s(far.reshape(-1))
-        counts = torch.ceil((s_out - s_in) / self.step - offset).clamp_min(0).long()
-        stride = self._stride()
-        n_strides = (int(counts.max()) + stride - 1) // stride if counts.numel() else 0
+        n_strides = max(int(counts.max()) - k_lo + stride - 1, 0) // stride if counts.numel() else 0
         lo, scale = self.bbox[0], self.res / (self.bbox[1] - self.bbox[0])
 
-        def cells(s, rays):  # warped distances (m, k) of rays (m,) -> grid points in fine-cell units
+        def cells(s, rays):  # distances (m, k) of rays (m,) -> grid points in fine-cell units
+            if o_cell is not None:
+                return torch.addcmul(_take(o_cell, rays)[:, None, :], _take(d_cell, rays)[:, None, :], s[..., None])
             pts = torch.addcmul(_take(origins, rays)[:, None, :], _take(dirs, rays)[:, None, :], self.to_t(s)[..., None])
             return (self.to_grid(pts) - lo) * scale
 
-        k0 = torch.arange(n_strides, device=origins.device) * stride
+        # every ray's strides side by side (n, n_strides): a broadcast, then only the kept ones
+        k0 = k_lo + torch.arange(n_strides, device=origins.device) * stride
         maybe = k0[None, :] < counts[:, None]
-        if stride > 1:
+        if stride > 1:  # drop the strides that start in a coarse cell with no content around
             coarse, rc = self.coarse_level()
             s0 = s_in[:, None] + (k0[None, :] + offset[:, None]) * self.step
             rays = torch.arange(origins.shape[0], device=origins.device)
             maybe &= _take(coarse, self._flat_cell(cells(s0, rays).div_(self.COARSE), rc))
-        ray_idx, j = maybe.nonzero(as_tuple=True)
+        ray_idx, j = maybe.nonzero(as_tuple=True)  # ray-major, strides in order
+        # the steps of the kept strides (m', stride), tested one by one against the fine grid
         k = _take(k0, j)[:, None] + torch.arange(stride, device=origins.device)
         s = _take(s_in, ray_idx)[:, None] + (k.float() + _take(offset, ray_idx)[:, None]) * self.step
+        # the steps lie inside the grid by construction (up to rounding, which the clamp absorbs)
         keep = (k < _take(counts, ray_idx)[:, None]) & _take(self.occupied, self._flat_cell(cells(s, ray_idx), self.res))
         keep = keep.view(-1).nonzero()[:, 0]
         return self.to_t(_take(s.view(-1), keep)), _take(ray_idx, keep.div(stride, rounding_mode="floor"))
@@ -349,30 +365,65 @@ class OccupancyGrid(nn.Module):
         with weight_min > 0 only on those whose compositing weight (transmittance x alpha) exceeds
         weight_min: the others get a zero payload (black) but keep their density, so opacity and
         depth are unchanged and a pixel's colour moves by at most weight_min per such sample."""
-        t, ray_idx = self.candidates(origins, dirs, near, far, offset)
-        if field_fn is None or t.numel() == 0:
+        if field_fn is None:
+            t, ray_idx = self.candidates(origins, dirs, near, far, offset)
             return t, ray_idx, 0, None, None
+        n, dev = origins.shape[0], origins.device
+        acc_tau = torch.zeros(n, device=dev)
+        alive = torch.ones(n, dtype=torch.bool, device=dev)
+        ts, rays, sigmas, payloads = [], [], [], []
+        evaluated, k_lo, width = 0, 0, self.WINDOW
+        while True:  # windows of steps, each for the rays still alive: no candidates behind surfaces
+            live = alive.nonzero()[:, 0] if k_lo else None
+            if live is None:
+                t, ray_idx = self.candidates(origins, dirs, near, far, offset, 0, width)
+            else:
+                t, ray_idx = self.candidates(_take(origins, live), _take(dirs, live), _take(near.reshape(-1), live),
+                                             _take(far.reshape(-1), live), _take(offset, live), k_lo, k_lo + width)
+                ray_idx = _take(live, ray_idx)
+            last = self.last_steps
+            if t.numel():
+                evaluated += self._rounds(t, ray_idx, origins, dirs, field_fn, acc_tau, alive, early_stop, alpha_min,
+                                          first_round, payload_fn, weight_min, ts, rays, sigmas, payloads)
+            k_lo += width
+            width *= 2
+            if k_lo >= last or not bool(alive.any()):
+                break
+        if not ts:
+            empty = torch.zeros(0, device=dev)
+            return empty, torch.zeros(0, dtype=torch.long, device=dev), evaluated, empty, None
+        ray_idx = torch.cat(rays)
+        order = torch.sort(ray_idx, stable=True).indices  # ray-major; windows and steps front to back
+        payload = _take(torch.cat(payloads), order) if payloads else None
+        return (_take(torch.cat(ts), order), _take(ray_idx, order), evaluated, _take(torch.cat(sigmas), order),
+                payload)
+
+    WINDOW = 256  # marching steps in the first window of `march_field`; later windows double
+
+    def _rounds(self, t, ray_idx, origins, dirs, field_fn, acc_tau, alive, early_stop, alpha_min, first_round,
+                payload_fn, weight_min, ts, rays, sigmas, payloads) -> int:
+        """Density in rounds over one window's candidates (t, ray_idx, ray-major): the first
+        `first_round` steps of every ray, then twice as many for the rays still alive, ...;
+        appends the kept samples to the lists, updates acc_tau and alive in place, and returns
+        how many densities it evaluated."""
         n = origins.shape[0]
         _, starts = segment_starts(ray_idx, n)
         k = torch.arange(t.shape[0], device=t.device) - _take(starts, ray_idx)
         rnd = torch.floor(torch.log2(k.float() / first_round + 1.0))  # round r: k in [K(2^r-1), K(2^(r+1)-1))
-        acc_tau = torch.zeros(n, device=t.device)
-        alive = torch.ones(n, dtype=torch.bool, device=t.device)
-        kept, sigmas, payloads = [], [], []
         evaluated = 0
         for r in range(int(rnd.max()) + 1):
             sel = (rnd == r).nonzero()[:, 0]  # this round's steps, ray-major
             sel = _take(sel, _take(alive, _take(ray_idx, sel)).nonzero()[:, 0])
             if sel.numel() == 0:
                 break
-            r_idx = _take(ray_idx, sel)
-            pts = torch.addcmul(_take(origins, r_idx), _take(dirs, r_idx), _take(t, sel)[:, None])
+            r_idx, t_sel = _take(ray_idx, sel), _take(t, sel)
+            pts = torch.addcmul(_take(origins, r_idx), _take(dirs, r_idx), t_sel[:, None])
             out = field_fn(pts, r_idx)
             sigma, payload = out if isinstance(out, tuple) else (out, None)
             sigma = sigma.float().reshape(-1)
             evaluated += sel.numel()
             if self.knee > 0:
-                t0, t1 = self.intervals(_take(t, sel))
+                t0, t1 = self.intervals(t_sel)
                 delta = t1 - t0
             else:
                 delta = self.step
@@ -382,7 +433,8 @@ class OccupancyGrid(nn.Module):
             before = _take(acc_tau, r_idx) + exclusive_segment_cumsum(tau, r_idx, round_starts)
             trans = torch.exp(-before)
             keep = ((trans > early_stop) & (alpha > alpha_min)).nonzero()[:, 0]
-            kept.append(_take(sel, keep))
+            ts.append(_take(t_sel, keep))
+            rays.append(_take(r_idx, keep))
             sigmas.append(_take(sigma, keep))
             if payload is not None:
                 lit = None  # compositing weights, needed only to skip the payload of faint samples
@@ -391,11 +443,7 @@ class OccupancyGrid(nn.Module):
                 payloads.append(self._payload(_take(payload, keep), _take(r_idx, keep), payload_fn, lit))
             acc_tau.index_add_(0, r_idx, tau)
             alive &= torch.exp(-acc_tau) > early_stop
-        idx = torch.cat(kept)
-        order = torch.argsort(idx)  # back to ray-major, front-to-back order
-        idx = _take(idx, order)
-        payload = _take(torch.cat(payloads), order) if payloads else None
-        return _take(t, idx), _take(ray_idx, idx), evaluated, _take(torch.cat(sigmas), order), payload
+        return evaluated
 
     @staticmethod
     def _payload(payload: torch.Tensor, r_idx: torch.Tensor, payload_fn: Callable | None,

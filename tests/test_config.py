@@ -84,7 +84,7 @@ def test_default_config_follows_scene_format_and_method(tmp_path):
         assert load_config(_default_config(str(tmp_path), fmt)).model.method == "fast", fmt
         assert load_config(_default_config(str(tmp_path), fmt, "nerf")).model.method == "nerf", fmt
     capture = load_config(_default_config(str(tmp_path), "colmap")).model.fast
-    assert (capture.contraction, capture.pose_refine, capture.appearance_dim > 0) == ("auto", True, True)
+    assert (capture.contraction, capture.pose_refine, capture.appearance_dim) == ("auto", False, 0)
 
 
 def test_a_run_saved_before_contraction_stays_boxed(tmp_path):
@@ -97,3 +97,9 @@ def test_a_run_saved_before_contraction_stays_boxed(tmp_path):
     assert load_config(None, [], base=read_run_yaml(tmp_path / "old.yaml")).model.fast.contraction == "none"
     assert load_config(None, [], base=read_run_yaml(tmp_path / "new.yaml")).model.fast.contraction == "linf"
     assert load_config("colmap").model.fast.contraction == "auto"
+    # codes fed to the colour head before appearance_mode existed; affine since
+    for name in ("old.yaml", "new.yaml"):
+        assert load_config(None, [], base=read_run_yaml(tmp_path / name)).model.fast.appearance_mode == "head"
+    (tmp_path / "newest.yaml").write_text("model:\n  method: fast\n  fast:\n    appearance_mode: affine\n")
+    assert load_config(None, [], base=read_run_yaml(tmp_path / "newest.yaml")).model.fast.appearance_mode == "affine"
+    assert load_config("colmap").model.fast.appearance_mode == "affine"

@@ -131,3 +131,65 @@ def test_pose_refinement_reduces_pose_error_and_raises_psnr(tmp_path):
     assert torch.allclose(cams.c2w, refined.model.refined_cameras(given.to(DEVICE)).cpu(), atol=1e-6)
     fixed.save()
     assert not (fixed.run_dir / "refined_cameras.json").exists()
+
+
+def test_near_camera_gradient_scaling_is_exact_and_leaves_the_forward_pass():
+    """Gradients scale by (t / d)^2 up to 1; the values pass unchanged."""
+    from nerf.render.gradient_scaling import near_camera_scale, scale_gradient
+
+    t = torch.tensor([0.1, 0.5, 1.0, 3.0])
+    x = torch.ones(4, 3, requires_grad=True)
+    y = scale_gradient(x, near_camera_scale(t, 1.0))
+    assert torch.equal(y, x)
+    y.sum().backward()
+    assert torch.allclose(x.grad[:, 0], torch.tensor([0.01, 0.25, 1.0, 1.0]))
+
+
+def test_unseen_cells_start_empty():
+    """Cells no training camera sees are carved before training; the cells around what the
+    cameras look at stay. Cameras on a ring look inwards at the origin, so the space far
+    below and above the ring, outside every frustum, is carved."""
+    from nerf.render.carving import camera_coverage
+
+    cams = load_scene(load_config("builtin", ["data.synthetic.resolution=32"]).data, "train").cameras
+    pts = torch.tensor([[0.0, 0.0, 0.0], [0.3, 0.2, -0.1]])
+    assert (camera_coverage(pts, torch.zeros(2), cams) == len(cams)).all()
+    # a point behind every camera (far outside the ring, opposite side of each camera's view) is seen by none
+    centres = cams.c2w[:, :3, 3]
+    far_out = centres[0] * 5.0
+    count = camera_coverage(far_out[None], torch.zeros(1), cams)
+    assert int(count) < len(cams)
+    assert int(camera_coverage(far_out[None], torch.full((1,), 100.0), cams)) == len(cams)  # a huge sphere: seen
+
+
+def test_contraction_keeps_the_cameras_uncontracted():
+    """The uncontracted region holds the content box and the training cameras; a run saved
+    without a camera box keeps the content box's frame it was trained with."""
+    from nerf.models.fast import contraction_frame
+
+    content = [[0.0, 0.2, 0.2], [0.4, 0.6, 0.6]]
+    cams = [[-0.5, 0.0, 0.0], [0.2, 0.5, 0.5]]
+    centre, radius = contraction_frame(content, cams)
+    assert centre == pytest.approx([-0.05, 0.3, 0.3]) and radius == pytest.approx(0.45)
+    assert contraction_frame(content) == (pytest.approx([0.2, 0.4, 0.4]), pytest.approx(0.2))
+    assert contraction_frame(content, [[-1.0] * 3, [1.0] * 3]) == ([0.0, 0.0, 0.0], 1.0)  # wider: the cameras' ball
+
+
+def test_affine_appearance_codes_change_only_gain_and_offset():
+    """An affine code scales and shifts each colour channel of the head's output and nothing
+    else; it starts as the identity."""
+    from nerf.fields.grid_field import FastField
+    from nerf.fields.grids import build_encoding
+    from nerf.models.fast import FastConfig
+
+    fc = FastConfig(encoding="dense", grid_res=8, dense_features=4)
+    field = FastField(build_encoding(fc, [[-1.0] * 3, [1.0] * 3]), 16, 7, 16, 2, appearance_dim=4)
+    x, d = torch.rand(10, 3) * 2 - 1, torch.nn.functional.normalize(torch.randn(10, 3), dim=-1)
+    code = torch.randn(10, 4)
+    _, feats = field.density_features(x)
+    base = field.colour(feats, d, torch.zeros(10, 4))
+    assert torch.allclose(field.colour(feats, d, code), base)  # identity at the start
+    with torch.no_grad():
+        field.appearance_affine.bias.copy_(torch.tensor([0.1, 0.0, -0.2, 0.05, 0.0, 0.0]))
+    want = base * torch.exp(torch.tensor([0.1, 0.0, -0.2])) + torch.tensor([0.05, 0.0, 0.0])
+    assert torch.allclose(field.colour(feats, d, code), want, atol=1e-6)

@@ -31,7 +31,8 @@ def trunc_exp(x: torch.Tensor) -> torch.Tensor:
 
 class FastField(nn.Module):
     def __init__(self, encoding: nn.Module, hidden: int = 64, geo_features: int = 15, colour_hidden: int = 64,
-                 sh_degree: int = 4, density_bias: float = 0.0, appearance_dim: int = 0):
+                 sh_degree: int = 4, density_bias: float = 0.0, appearance_dim: int = 0,
+                 appearance_mode: str = "affine"):
         super().__init__()
         self.encoding = encoding
         self.geo_features = geo_features
@@ -40,8 +41,17 @@ class FastField(nn.Module):
         with torch.no_grad():  # initial density exp(density_bias) everywhere
             self.density_mlp[-1].bias[0] = density_bias
         self.dir_enc = SphericalHarmonics(sh_degree)
-        self.appearance_dim = appearance_dim  # a per-image code joins the colour head's input
-        self.colour_mlp = nn.Sequential(nn.Linear(geo_features + self.dir_enc.out_dim + appearance_dim, colour_hidden),
+        # a per-image code either sets a colour transform of the head's output (affine: a gain and
+        # an offset per channel, so a code can change exposure and white balance but cannot
+        # paint a photo's content onto the view directions), or joins the head's input (head)
+        self.appearance_dim, self.appearance_mode = appearance_dim, appearance_mode
+        head_codes = appearance_dim if appearance_mode == "head" else 0
+        self.appearance_affine = None
+        if appearance_dim and appearance_mode == "affine":
+            self.appearance_affine = nn.Linear(appearance_dim, 6)
+            nn.init.zeros_(self.appearance_affine.weight)
+            nn.init.zeros_(self.appearance_affine.bias)
+        self.colour_mlp = nn.Sequential(nn.Linear(geo_features + self.dir_enc.out_dim + head_codes, colour_hidden),
                                         nn.ReLU(inplace=True),
                                         nn.Linear(colour_hidden, colour_hidden), nn.ReLU(inplace=True),
                                         nn.Linear(colour_hidden, 3))
@@ -50,7 +60,8 @@ class FastField(nn.Module):
         return list(self.encoding.parameters())
 
     def mlp_parameters(self) -> list[nn.Parameter]:
-        return list(self.density_mlp.parameters()) + list(self.colour_mlp.parameters())
+        extra = [] if self.appearance_affine is None else list(self.appearance_affine.parameters())
+        return list(self.density_mlp.parameters()) + list(self.colour_mlp.parameters()) + extra
 
     def _geometry(self, x: torch.Tensor) -> torch.Tensor:
         return self.density_mlp(self.encoding(x))
@@ -68,9 +79,13 @@ class FastField(nn.Module):
         """Geometry features (n, geo_features) seen from directions (n, 3), with appearance codes
         (n, appearance_dim) when the field has them -> rgb (n, 3)."""
         parts = [features, self.dir_enc(d).to(features.dtype)]
-        if self.appearance_dim:
+        if self.appearance_dim and self.appearance_affine is None:
             parts.append(appearance.to(features.dtype))
-        return torch.sigmoid(self.colour_mlp(torch.cat(parts, -1)).float())
+        rgb = torch.sigmoid(self.colour_mlp(torch.cat(parts, -1)).float())
+        if self.appearance_affine is not None:
+            gain, offset = self.appearance_affine(appearance.float()).split(3, dim=-1)
+            rgb = rgb * torch.exp(gain) + offset
+        return rgb
 
     def forward(self, x: torch.Tensor, d: torch.Tensor,
                 appearance: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -112,7 +112,7 @@ class ExportSource:
             if isinstance(m, FastNeRF):
                 to_grid = getattr(m.grid, "to_grid", None)  # contracted runs: the field lives in grid space
                 _, feats = m.field.density_features(to_grid(x) if to_grid is not None else x)
-                return m.field.colour(feats, view).float()
+                return m.field.colour(feats, view, m.appearance_codes(None, x.shape[0], x.device)).float()
             field = m.fine if m.fine is not None else m.coarse
             return field(x, view)[1].float()
 

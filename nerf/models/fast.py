@@ -23,7 +23,8 @@ from nerf.fields.grids import build_encoding
 from nerf.metrics import psnr_from_mse
 from nerf.models.base import RENDER, TRAIN, RenderModel
 from nerf.models.camera_refine import CameraRefinement
-from nerf.render.carving import silhouette_hull
+from nerf.render.carving import camera_coverage, silhouette_hull
+from nerf.render.gradient_scaling import near_camera_scale, scale_gradient
 from nerf.render.occupancy import OccupancyGrid
 from nerf.render.packed import composite_packed, distortion_loss
 from nerf.render.rays import RayBundle
@@ -45,7 +46,10 @@ class FastConfig:
     ray below this transmittance; alpha_min: drop samples with less opacity. grid_lr_scale:
     learning-rate factor of the grid parameters relative to train.lr. carve: start the occupancy
     grid from the training silhouettes (visual hull) when the images have alpha. init_alpha: opacity
-    per marching step of the initial fog (keep it above occ_threshold). tv_weight: weight of a
+    per marching step of the initial fog: above occ_threshold every cell stays occupied until
+    training has shown it empty; below it (colmap.yaml) the fog is thin enough that rays reach
+    the surfaces behind it from the start, and the first refreshes keep only the cells above the
+    mean, as instant-ngp starts. tv_weight: weight of a
     total-variation loss on the grid's factors (tensorf, dense; TensoRF's regulariser against
     floaters when few views see the scene; on in llff.yaml).
     tv_decay: scale tv_weight by the learning rate's decay (lr / train.lr), as TensoRF shrinks its
@@ -84,8 +88,18 @@ class FastConfig:
     appearance_dim: length of a learned code per training image fed to the colour head (0: none;
     nerfacto's appearance embedding), so exposure and white balance that change from photo to
     photo need no floaters to explain them; renders of new views use the mean code.
+    appearance_mode: how a code acts: affine (default) maps it to a gain and an offset per colour
+    channel applied to the colour head's output; head feeds it to the colour head with the view
+    direction, as nerfacto does, which on a real capture let the head learn each photo as a
+    function of direction in front of its camera instead of the scene.
     pose_refine: learn a small SE(3) correction per training image (nerf/models/camera_refine.py)
     at pose_lr_scale times train.lr; not with NDC rays.
+    carve_unseen: for captures without alpha, mark the occupancy cells no training camera sees
+    empty before training (instant-ngp's rule): they get no gradient, so they would keep the
+    initial fog for good, costing samples in every render that looks their way.
+    near_grad_distance: training scales the gradient of a sample closer than this (world units)
+    to its camera by (t / near_grad_distance)^2, against floaters in front of the cameras
+    (render/gradient_scaling.py); 0: off.
     prune_min_share: training skips its no-gradient pruning pass (which drops the steps behind
     opaque surfaces) while the last probe, every occ_update_every steps, dropped less than this
     share of the steps; 0 always prunes. render_first_round: steps per ray in a render's first
@@ -116,6 +130,8 @@ class FastConfig:
     alpha_min: float = 0.0
     grid_lr_scale: float = 1.0
     carve: bool = True
+    carve_unseen: bool = True
+    near_grad_distance: float = 0.0
     init_alpha: float = 0.02
     tv_weight: float = 0.0
     tv_decay: bool = False
@@ -131,6 +147,7 @@ class FastConfig:
     render_first_round: int = 4
     train_samples: int = 0
     appearance_dim: int = 0
+    appearance_mode: str = "affine"
     pose_refine: bool = False
     pose_lr_scale: float = 0.2
     contraction: str = "auto"
@@ -151,7 +168,7 @@ class FastConfig:
         if not 1 <= self.sh_degree <= 4:
             errs.append(f"model.fast.sh_degree: must be in [1, 4], got {self.sh_degree}")
         for k in ("occ_warmup", "occ_cells", "train_samples", "appearance_dim", "alpha_min", "render_weight_min",
-                  "distortion_weight"):
+                  "distortion_weight", "near_grad_distance"):
             if getattr(self, k) < 0:
                 errs.append(f"model.fast.{k}: must be >= 0, got {getattr(self, k)}")
         if not 0 <= self.prune_min_share <= 1:
@@ -176,6 +193,8 @@ class FastConfig:
             for k in ("grid_upsample_until", "grid_upsample_count"):
                 if getattr(self, k) < 1:
                     errs.append(f"model.fast.{k}: must be >= 1, got {getattr(self, k)}")
+        if self.appearance_mode not in ("affine", "head"):
+            errs.append(f"model.fast.appearance_mode: must be affine or head, got {self.appearance_mode!r}")
         if self.contraction not in ("auto", "none", "l2", "linf"):
             errs.append(f"model.fast.contraction: must be auto, none, l2 or linf, got {self.contraction!r}")
         for k in ("cone_angle", "contraction_far"):
@@ -195,11 +214,18 @@ def resolve_contraction(fc: FastConfig, info: SceneInfo) -> str:
     return "linf" if info.background is None and not info.ndc else "none"
 
 
-def contraction_frame(bbox) -> tuple[list[float], float]:
-    """Centre and radius of the region kept uncontracted: the content box's centre and half-width,
-    the radius at most 1 (the cameras' ball); a box larger than that (a file's huge aabb, the
-    frusta of outward-looking cameras) falls back to the cameras' ball itself."""
+def contraction_frame(bbox, camera_box=None) -> tuple[list[float], float]:
+    """Centre and radius of the region kept uncontracted: the box around the content and the
+    training cameras (mip-NeRF 360 keeps its cameras in the uncontracted ball: a camera in the
+    contracted shell would see its near space through cells many times coarser, and the field
+    hides each photo in fog there), its centre and half-width, the radius at most 1 (the
+    cameras' ball); a box larger than that (a file's huge aabb, the frusta of outward-looking
+    cameras) falls back to the cameras' ball itself. Without a camera box (runs saved before it
+    was recorded): the content box alone."""
     box = torch.as_tensor(bbox, dtype=torch.float32)
+    if camera_box is not None:
+        cams = torch.as_tensor(camera_box, dtype=torch.float32)
+        box = torch.stack([torch.minimum(box[0], cams[0]), torch.maximum(box[1], cams[1])])
     centre, half = (box[0] + box[1]) / 2, float((box[1] - box[0]).max()) / 2
     if half > 1.0 or float(centre.norm()) + half > 2.0:
         return [0.0, 0.0, 0.0], 1.0
@@ -216,7 +242,7 @@ class FastNeRF(RenderModel):
             raise ValueError("model.fast.contraction: NDC rays (data.ndc) are already bounded; use contraction=none")
         grid_kw = {}
         if self.contraction != "none":
-            centre, radius = contraction_frame(info.bbox)
+            centre, radius = contraction_frame(info.bbox, info.camera_box)
             bbox = [[-2.0] * 3, [2.0] * 3]
             step = 2.0 * math.sqrt(3.0) * radius / fc.steps  # the inner cube's diagonal in `steps`
             knee = step / fc.cone_angle  # the fixed step up to there, then cone_angle times the distance
@@ -233,7 +259,8 @@ class FastNeRF(RenderModel):
         # instead of the first refresh culling half the cells at random around the mean.
         bias = math.log(-math.log(1.0 - fc.init_alpha) / step)
         self.field = FastField(build_encoding(fc, bbox), fc.hidden, fc.geo_features, fc.colour_hidden, fc.sh_degree,
-                               density_bias=bias, appearance_dim=fc.appearance_dim)
+                               density_bias=bias, appearance_dim=fc.appearance_dim,
+                               appearance_mode=fc.appearance_mode)
         per_image = fc.appearance_dim > 0 or fc.pose_refine
         if per_image and info.n_images < 1:
             raise ValueError("model.fast.appearance_dim / pose_refine: the scene does not say how many training images it has")
@@ -264,12 +291,17 @@ class FastNeRF(RenderModel):
         when the capture has alpha, so the first steps sample only where content can be; then
         (`fit_box`) span the grid encoding over the box that content can occupy, as TensoRF
         shrinks its box, so its cells are spent on the content: the hull's box when carved, the
-        training cameras' frusta in NDC."""
+        training cameras' frusta in NDC. Without alpha (`carve_unseen`), the cells no training
+        camera sees start empty."""
         grid = self.grid
         carve = self.fc.carve and scene.alpha is not None and not self.info.ndc
         if carve:
             centres = grid.cell_centres(torch.arange(grid.res ** 3, device=grid.opacity.device))
             grid.restrict(silhouette_hull(centres, scene.cameras, scene.alpha.to(centres.device), grid.cell_radius()))
+        elif self.fc.carve_unseen and not self.info.ndc:
+            centres, radii = grid.cell_spheres(far=self.fc.contraction_far)
+            seen = camera_coverage(centres, radii, scene.cameras, near=float(self.info.near)) > 0
+            grid.restrict(seen & grid.allowed)
         if not self.fc.fit_box or grid.contracted:
             return
         if carve:
@@ -306,8 +338,11 @@ class FastNeRF(RenderModel):
         is skipped while the last probe (every occ_update_every steps) kept more than
         1 - prune_min_share of the steps: the gradient pass then also sees the few steps behind
         opaque surfaces, whose compositing weights are below early_stop. Always on when
-        alpha_min > 0 (it needs the densities)."""
+        alpha_min > 0 (it needs the densities) and on a contracted grid, whose rays run to the
+        horizon: there the pass is what stops them at the first surface."""
         fc = self.fc
+        if self.grid.contracted:  # rays run out to the horizon: without the pass every step behind a surface counts
+            return True
         return self._probe or fc.alpha_min > 0 or float(self.kept_share) <= 1.0 - fc.prune_min_share
 
     def before_step(self, step: int, lr_factor: float = 1.0) -> bool:
@@ -339,7 +374,7 @@ class FastNeRF(RenderModel):
         if self.cameras is not None and cam is not None:
             o, d = self.cameras.apply(o, d, cam)
             vdirs = d
-        code = self._appearance_codes(cam, n, o.device)
+        code = self.appearance_codes(cam, n, o.device)
         if train:
             # march on density alone, then evaluate the kept samples with gradients
             prune = not self.training or self._prune_in_training()
@@ -383,6 +418,9 @@ class FastNeRF(RenderModel):
             with self.autocast(o.device.type):
                 sigma, rgb = self.field(grid.to_grid(pts), vdirs[ray_idx],  # real directions, also in NDC
                                         None if code is None else code[ray_idx])
+            if train and fc.near_grad_distance > 0 and not self.info.ndc:
+                scale = near_camera_scale(t, fc.near_grad_distance)
+                sigma, rgb = scale_gradient(sigma, scale), scale_gradient(rgb, scale)
         background = self.background
         if background is None and fc.random_background and self.training and train and jitter is not False:
             background = torch.rand(n, 3, generator=generator, device=o.device)
@@ -402,7 +440,7 @@ class FastNeRF(RenderModel):
         out["evaluated_per_ray"] = float(evaluated) / max(n, 1)
         return out
 
-    def _appearance_codes(self, cam: torch.Tensor | None, n: int, device) -> torch.Tensor | None:
+    def appearance_codes(self, cam: torch.Tensor | None, n: int, device) -> torch.Tensor | None:
         """Per-ray appearance codes (n, appearance_dim): the ray's image's code in training, else
         the mean code (new views have no code of their own); None without codes."""
         if self.appearance is None:
