@@ -16,7 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import dated, machine
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import dated, machine  # noqa: E402
 
 CAPTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "captures"
 ABLATIONS = {"plain": [], "no contraction": ["model.fast.contraction=none"],
