@@ -57,8 +57,8 @@ JPEG_QUALITY = 95
 WORK = ".colmap"  # the database and the mapper's models while running; removed at the end
 REPORT = "process_report.json"
 # COLMAP registers fisheye image pairs only with a focal length prior (it cannot recover the focal
-# length of a fisheye from a fundamental matrix), which it takes from the photos' EXIF data
-FISHEYE_HINT = " (a fisheye also needs photos whose EXIF data give the focal length)"
+# length of a fisheye from a fundamental matrix), which it takes from the photos' EXIF data or --fov
+FISHEYE_HINT = " (a fisheye needs a focal length prior: photos whose EXIF data give it, or --fov)"
 
 
 @dataclass
@@ -66,7 +66,8 @@ class ProcessOptions:
     """camera_model: one of CAMERA_MODELS; matching: exhaustive, sequential or auto (sequential for
     a video, exhaustive for up to EXHAUSTIVE_UP_TO photos); frames: how many frames to keep from a
     video; camera_per_image: a camera per image instead of one shared (images may then differ in
-    size); seed: pycolmap's random seed; threads: 0 = the machine's."""
+    size); seed: pycolmap's random seed; threads: 0 = the machine's; fov: the lens's horizontal
+    field of view in degrees, a prior on the focal length for photos without EXIF data (0: none)."""
 
     camera_model: str = "OPENCV"
     matching: str = "auto"
@@ -79,6 +80,7 @@ class ProcessOptions:
     show_progress: bool = True
     colmap_log: bool = False
     stages: list = field(default_factory=list)
+    fov: float = 0.0
 
 
 def machine_threads() -> int:
@@ -261,6 +263,34 @@ def _extract(db: Path, image_dir: Path, names: list[str], opts: ProcessOptions, 
         runner.run(work)
     finally:
         bar.close()
+    if opts.fov:
+        _set_focal_prior(db, opts.fov, opts.camera_model == "OPENCV_FISHEYE")
+
+
+def focal_from_fov(fov_degrees: float, width: int, fisheye: bool) -> float:
+    """Focal length in pixels of a lens whose horizontal field of view across `width` pixels is
+    `fov_degrees`: a perspective lens maps an angle theta to f tan(theta), an equidistant fisheye
+    to f theta."""
+    half = math.radians(fov_degrees) / 2
+    return (width / 2) / (half if fisheye else math.tan(half))
+
+
+def _set_focal_prior(db: Path, fov: float, fisheye: bool) -> None:
+    """Start every camera in the database at the focal length of `fov` and mark it a prior, as
+    EXIF data would: COLMAP then registers pairs by their essential matrix."""
+    import pycolmap
+
+    database = pycolmap.Database.open(db)
+    try:
+        for cam in database.read_all_cameras():
+            params = list(cam.params)
+            for i in cam.focal_length_idxs():
+                params[i] = focal_from_fov(fov, cam.width, fisheye)
+            cam.params = params
+            cam.has_prior_focal_length = True
+            database.update_camera(cam)
+    finally:
+        database.close()
 
 
 def _match(db: Path, work_dir: Path, matching: str, opts: ProcessOptions, threads: int, runner: _Runner) -> int:
@@ -497,7 +527,7 @@ def process_data(source: Path, out: Path, opts: ProcessOptions, log: Callable[[s
     seconds: dict[str, float] = {}
     report = {"status": "running", "input": str(source), "input_kind": "video" if video else "photos",
               "camera_model": opts.camera_model, "single_camera": not opts.camera_per_image, "matching": matching,
-              "threads": threads, "pycolmap": pycolmap.__version__, "seconds": seconds}
+              "fov_prior_degrees": opts.fov or None, "threads": threads, "pycolmap": pycolmap.__version__, "seconds": seconds}
     try:
         t = time.perf_counter()
         if video:

@@ -13,7 +13,9 @@ occupied cells (first in strides of several steps against a coarse, dilated copy
 long empty stretches cost one test per stride, then step by step inside the strides that may hold
 content), and then evaluates density in rounds of growing size (8, 16, 32, ... steps per
 ray) so that a ray stops as soon as its transmittance drops below `early_stop`: no Python loop
-over rays or samples, a handful of rounds per batch. It returns packed samples (see
+over rays or samples, a handful of rounds per batch. The candidate steps come in windows (the
+first 256 steps of every ray, then the next 512 of the rays still alive, and so on), so a ray
+that stops at a surface never has the steps behind it generated. It returns packed samples (see
 `render.packed`) that matter for compositing.
 
 Unbounded scenes (`contraction` l2 or linf): the grid covers the contracted world [-2, 2]^3
@@ -268,20 +270,13 @@ class OccupancyGrid(nn.Module):
         clipped to the box around occupied cells; offset (n,) in [0, 1) (0.5 for rendering,
         random for training). With contraction, the steps are uniform in the warped distance
         (`to_s`) over [near, far] and t holds their distances. Only steps k_lo <= k < k_hi are
-        returned (a window, see `march_field`); `self.last_steps` is then the largest number of
-        steps of any ray."""
+        returned (a window, see `march_field`)."""
+        s_in, counts = self.ray_steps(origins, dirs, near, far, offset)
         if self.contracted:
-            s_in = self.to_s(near.reshape(-1))
-            counts = torch.ceil((self.to_s(far.reshape(-1)) - s_in) / self.step - offset).clamp_min(0).long()
             o_cell = d_cell = None
-        else:
-            t_in, t_out = ray_box(origins, dirs, self.occupied_box[0], self.occupied_box[1])
-            s_in = torch.maximum(t_in, near.reshape(-1))
-            counts = torch.ceil((torch.minimum(t_out, far.reshape(-1)) - s_in) / self.step - offset).clamp_min(0).long()
-            # rays in fine-cell units: the cell of a point is the floor of its coordinates
+        else:  # rays in fine-cell units: the cell of a point is the floor of its coordinates
             scale = self.res / (self.bbox[1] - self.bbox[0])
             o_cell, d_cell = (origins - self.bbox[0]) * scale, dirs * scale
-        self.last_steps = int(counts.max()) if counts.numel() else 0
         if k_hi is not None:
             counts = counts.clamp_max(k_hi)
         stride = self._stride()
@@ -310,6 +305,18 @@ class OccupancyGrid(nn.Module):
         keep = (k < _take(counts, ray_idx)[:, None]) & _take(self.occupied, self._flat_cell(cells(s, ray_idx), self.res))
         keep = keep.view(-1).nonzero()[:, 0]
         return self.to_t(_take(s.view(-1), keep)), _take(ray_idx, keep.div(stride, rounding_mode="floor"))
+
+    def ray_steps(self, origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
+                  offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where each ray's steps start (n,) (a distance, or a warped distance with contraction)
+        and how many steps it has (n,) before its far end or the box around occupied cells."""
+        if self.contracted:
+            s_in = self.to_s(near.reshape(-1))
+            end = self.to_s(far.reshape(-1))
+        else:
+            t_in, t_out = ray_box(origins, dirs, self.occupied_box[0], self.occupied_box[1])
+            s_in, end = torch.maximum(t_in, near.reshape(-1)), torch.minimum(t_out, far.reshape(-1))
+        return s_in, torch.ceil((end - s_in) / self.step - offset).clamp_min(0).long()
 
     def _stride(self) -> int:
         """Marching steps per coarse stride: as many as fit in a coarse cell's narrowest width.
@@ -373,6 +380,7 @@ class OccupancyGrid(nn.Module):
         alive = torch.ones(n, dtype=torch.bool, device=dev)
         ts, rays, sigmas, payloads = [], [], [], []
         evaluated, k_lo, width = 0, 0, self.WINDOW
+        steps = self.ray_steps(origins, dirs, near, far, offset)[1]
         while True:  # windows of steps, each for the rays still alive: no candidates behind surfaces
             live = alive.nonzero()[:, 0] if k_lo else None
             if live is None:
@@ -381,13 +389,12 @@ class OccupancyGrid(nn.Module):
                 t, ray_idx = self.candidates(_take(origins, live), _take(dirs, live), _take(near.reshape(-1), live),
                                              _take(far.reshape(-1), live), _take(offset, live), k_lo, k_lo + width)
                 ray_idx = _take(live, ray_idx)
-            last = self.last_steps
             if t.numel():
                 evaluated += self._rounds(t, ray_idx, origins, dirs, field_fn, acc_tau, alive, early_stop, alpha_min,
                                           first_round, payload_fn, weight_min, ts, rays, sigmas, payloads)
             k_lo += width
             width *= 2
-            if k_lo >= last or not bool(alive.any()):
+            if not bool(alive.any()) or k_lo >= int(steps[alive].max()):
                 break
         if not ts:
             empty = torch.zeros(0, device=dev)

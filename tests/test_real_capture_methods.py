@@ -145,6 +145,32 @@ def test_near_camera_gradient_scaling_is_exact_and_leaves_the_forward_pass():
     assert torch.allclose(x.grad[:, 0], torch.tensor([0.01, 0.25, 1.0, 1.0]))
 
 
+def test_near_camera_gradient_scaling_reaches_the_field(tmp_path):
+    """With near_grad_distance on, a training forward pass is unchanged and every gradient that
+    reaches the field's parameters shrinks by (t / d)^2: with d a thousand times any sample's
+    distance, by at least a million."""
+    from nerf.models.base import TRAIN
+    from nerf.scene_rays import pixel_rays
+
+    grads, outs = {}, {}
+    for d in (0.0, 1000.0):
+        cfg = load_config("builtin", QUICK + ["data.synthetic.unbounded=true", f"model.fast.near_grad_distance={d}",
+                                              "model.fast.occ_warmup=0"])
+        tr = Trainer(cfg, tmp_path / f"d{d:g}", torch.device(DEVICE), show_progress=False)
+        cams = tr.scene.cameras.to(DEVICE)
+        gen = torch.Generator().manual_seed(0)
+        idx = torch.randint(0, len(cams), (512,), generator=gen)
+        x, y = torch.rand(512, generator=gen) * cams.width, torch.rand(512, generator=gen) * cams.height
+        rays = pixel_rays(cams, idx.to(DEVICE), x.to(DEVICE), y.to(DEVICE), tr.info)
+        tr.model.train()
+        out = tr.model(rays, mode=TRAIN, generator=torch.Generator(device=DEVICE).manual_seed(1), jitter=False)
+        out["rgb"].square().sum().backward()
+        outs[d] = out["rgb"].detach()
+        grads[d] = torch.cat([p.grad.reshape(-1) for p in tr.model.field.parameters() if p.grad is not None]).norm()
+    assert torch.allclose(outs[0.0], outs[1000.0])
+    assert 0 < grads[1000.0] < 1e-6 * grads[0.0] * (tr.model.far_limit ** 2), (grads[1000.0], grads[0.0])
+
+
 def test_unseen_cells_start_empty():
     """Cells no training camera sees are carved before training; the cells around what the
     cameras look at stay. Cameras on a ring look inwards at the origin, so the space far
@@ -160,6 +186,43 @@ def test_unseen_cells_start_empty():
     count = camera_coverage(far_out[None], torch.zeros(1), cams)
     assert int(count) < len(cams)
     assert int(camera_coverage(far_out[None], torch.full((1,), 100.0), cams)) == len(cams)  # a huge sphere: seen
+
+
+@pytest.mark.parametrize("contraction", ["none", "linf"])
+def test_unseen_cells_of_a_whole_grid(contraction):
+    """Every cell of a grid against a brute-force reference: one camera, a narrow frustum; a cell
+    is seen when any of 5^3 points spread through it projects into the image in front of the
+    camera. No seen cell is carved, and most unseen cells are (a cell's bounding sphere is larger
+    than the cell; in the contracted shell, where a cell spans a long stretch of the world, much
+    larger)."""
+    from nerf.datasets.scene import Cameras
+    from nerf.render.carving import camera_coverage, project
+
+    c2w = torch.eye(4)
+    c2w[:3, 3] = torch.tensor([0.2, -0.1, 3.0 if contraction == "none" else 0.9])  # contracted: inside the ball
+    one = torch.ones(1)
+    cams = Cameras(c2w[None], one * 200, one * 200, one * 50, one * 40, 100, 80)
+    if contraction == "none":
+        g = OccupancyGrid([[-1.0] * 3, [1.0] * 3], 16, 0.01)
+        far = float("inf")
+    else:
+        g = OccupancyGrid([[-2.0] * 3, [2.0] * 3], 16, 0.01, contraction="linf", radius=1.0, knee=0.5)
+        far = 8.0
+    centres, radii = g.cell_spheres(far=far)
+    kept = camera_coverage(centres, radii, cams) > 0
+    lin = torch.linspace(0.1, 0.9, 5)
+    offsets = torch.stack(torch.meshgrid(lin, lin, lin, indexing="ij"), -1).reshape(-1, 3)
+    idx = torch.arange(g.res ** 3)
+    seen = torch.zeros(g.res ** 3, dtype=torch.bool)
+    for off in offsets:
+        pts = g.cell_points(idx, off.expand(idx.shape[0], 3))
+        ok = pts.norm(dim=-1) <= far  # contracted: only the world within `far` of the centre counts
+        x, y, depth = project(pts, c2w, 200.0, 200.0, 50.0, 40.0)
+        seen |= ok & (depth > 0) & (x >= 0) & (x <= 100) & (y >= 0) & (y <= 80)
+    assert 0.02 < seen.float().mean() < 0.6  # the frustum holds part of the grid, not all of it
+    assert not (seen & ~kept).any()  # nothing a camera sees is carved
+    share = float((~kept).sum() / (~seen).sum())  # of what none sees, the share carved
+    assert share >= (0.8 if contraction == "none" else 0.35)
 
 
 def test_contraction_keeps_the_cameras_uncontracted():

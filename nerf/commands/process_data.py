@@ -28,6 +28,9 @@ def process(argv: list[str]) -> int:
                         "(default 150)")
     p.add_argument("--camera-model", default="OPENCV", choices=CAMERA_MODELS,
                    help="the lens model COLMAP fits (default OPENCV)")
+    p.add_argument("--fov", type=float, default=None, metavar="DEGREES",
+                   help="the lens's horizontal field of view, a prior on the focal length for photos without EXIF "
+                        "data (a fisheye needs one: e.g. --camera-model OPENCV_FISHEYE --fov 120)")
     p.add_argument("--camera-per-image", action="store_true",
                    help="a camera for each image instead of one shared by all (photos from several cameras or zooms)")
     p.add_argument("--matching", default="auto", choices=("auto",) + MATCHINGS,
@@ -38,6 +41,8 @@ def process(argv: list[str]) -> int:
     add_common_flags(p)
     a = p.parse_args(argv)
 
+    if a.fov is not None and not 1.0 <= a.fov <= (300.0 if a.camera_model == "OPENCV_FISHEYE" else 170.0):
+        raise UserError(f"--fov: a horizontal field of view in degrees, 1-170 (a fisheye: up to 300), got {a.fov:g}")
     if a.frames is not None and a.frames < 3:
         raise UserError(f"--frames: must be at least 3, got {a.frames}")
     source = Path(a.input).expanduser()
@@ -51,7 +56,7 @@ def process(argv: list[str]) -> int:
     opts = ProcessOptions(camera_model=a.camera_model, matching=a.matching, frames=a.frames or 150,
                           camera_per_image=a.camera_per_image, overwrite=a.overwrite,
                           seed=0 if a.seed is None else a.seed, gpu=a.device == "cuda", show_progress=not a.quiet,
-                          colmap_log=a.colmap_log or a.debug)
+                          colmap_log=a.colmap_log or a.debug, fov=a.fov or 0.0)
     log = printer(a.quiet)
     warn = printer(a.quiet)
     report = process_data(source, Path(a.out).expanduser(), opts, log=log,
