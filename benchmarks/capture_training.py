@@ -1,7 +1,8 @@
 """Real captures trained with the plain command: `train-scene --data DIR train.max_minutes=M`,
 and the same with one capture option changed from its default (scene contraction turned off;
-appearance codes or camera refinement, both off by default, turned on), scored on the held-out frames (every 8th) that the run's own evaluation
-renders. One run at a time, each in a fresh process with the machine's threads.
+appearance codes or camera refinement, both off by default, turned on), scored on the held-out
+frames (every 8th) that the run's own evaluation renders. One run at a time, each in a fresh
+process with the machine's threads.
 
     python benchmarks/capture_training.py --captures cup_desk egypt --minutes 10 [--ablations]
 
