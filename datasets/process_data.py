@@ -45,6 +45,7 @@ import numpy as np
 from nerf.datasets.colmap import image_records, qvec_to_rotmat
 from nerf.datasets.errors import DatasetError
 from nerf.datasets.video_frames import VIDEO_SUFFIXES, is_video, pick_frames, video_info
+from nerf.render.distortion import lens_focal
 
 CAMERA_MODELS = ("OPENCV", "SIMPLE_RADIAL", "PINHOLE", "OPENCV_FISHEYE")
 MATCHINGS = ("exhaustive", "sequential")
@@ -267,14 +268,6 @@ def _extract(db: Path, image_dir: Path, names: list[str], opts: ProcessOptions, 
         _set_focal_prior(db, opts.fov, opts.camera_model == "OPENCV_FISHEYE")
 
 
-def focal_from_fov(fov_degrees: float, width: int, fisheye: bool) -> float:
-    """Focal length in pixels of a lens whose horizontal field of view across `width` pixels is
-    `fov_degrees`: a perspective lens maps an angle theta to f tan(theta), an equidistant fisheye
-    to f theta."""
-    half = math.radians(fov_degrees) / 2
-    return (width / 2) / (half if fisheye else math.tan(half))
-
-
 def _set_focal_prior(db: Path, fov: float, fisheye: bool) -> None:
     """Start every camera in the database at the focal length of `fov` and mark it a prior, as
     EXIF data would: COLMAP then registers pairs by their essential matrix."""
@@ -285,7 +278,7 @@ def _set_focal_prior(db: Path, fov: float, fisheye: bool) -> None:
         for cam in database.read_all_cameras():
             params = list(cam.params)
             for i in cam.focal_length_idxs():
-                params[i] = focal_from_fov(fov, cam.width, fisheye)
+                params[i] = lens_focal(fov, cam.width, fisheye)
             cam.params = params
             cam.has_prior_focal_length = True
             database.update_camera(cam)

@@ -30,6 +30,8 @@ theta directly, so fields of view at and beyond 180 degrees stay finite.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 LENS_COLUMNS = ("k1", "k2", "p1", "p2", "k3", "k4", "fisheye")
@@ -115,6 +117,14 @@ def fisheye_undistort_angle(theta_d: torch.Tensor, dist: torch.Tensor, iteration
         df = torch.where(df.abs() < 1e-12, torch.full_like(df, 1e-12), df)
         theta = (theta - f / df).clamp(0.0, torch.pi)
     return theta.to(dtype)
+
+
+def lens_focal(fov_degrees: float, span: float, fisheye: bool) -> float:
+    """Focal length in pixels of a lens whose field of view across `span` pixels (an image's
+    width, say) is `fov_degrees`: a perspective lens puts a ray at angle theta off its axis
+    f tan(theta) from the principal point, an equidistant fisheye f theta."""
+    half = math.radians(fov_degrees) / 2
+    return (span / 2) / (half if fisheye else math.tan(half))
 
 
 # ------------------------------------------------------------------------------------ rays

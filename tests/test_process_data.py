@@ -1,9 +1,7 @@
 """process-data end to end on a capture rendered from the built-in scene, poses withheld.
 
-The built-in scene's own textures (stripes, a soft checker) give SIFT only ~60 features per
-320x240 view, too few to register; the capture here multiplies the scene's colour by a 3-D
-value-noise texture fixed to the surfaces (so it is the same from every view), which gives
-several hundred. 36 views circle the scene with a wobble in height and distance.
+The capture (`nerf.datasets.rendered_capture`): 36 views of the built-in scene, textured for
+SIFT, circling it with a wobble in height and distance; a second one through a fisheye lens.
 
 Checked: every image registers; after a similarity alignment (Umeyama) of the recovered camera
 centres to the true ones the median rotation error is under 0.5 degree and the median centre
@@ -30,49 +28,9 @@ from nerf.commands import COMMANDS
 from nerf.datasets import load_scene
 from nerf.datasets.options import DataOptions
 from nerf.datasets.poses import aligned_pose_errors
-from nerf.datasets.process_data import focal_from_fov
-from nerf.datasets.scene import Cameras
-from nerf.datasets.synthetic import FAR, NEAR, shade
-from nerf.render.paths import look_at
-from nerf.render.rays import image_rays
+from nerf.datasets.rendered_capture import HEIGHT, N_VIEWS, WIDTH, fisheye_cameras, render_views, ring_cameras
 
-N_VIEWS, W, H = 36, 320, 240
-FOV_DEGREES = 45.0
-
-
-def ring_cameras(n: int = N_VIEWS) -> Cameras:
-    """n cameras circling the scene's centre, 18-42 degrees up and 3.3-3.9 away, looking at it."""
-    t = torch.arange(n, dtype=torch.float32) * (2 * math.pi / n)
-    el = torch.deg2rad(30 + 12 * torch.sin(2 * t))
-    r = 3.6 + 0.3 * torch.cos(3 * t)
-    eye = torch.stack([r * torch.cos(el) * torch.cos(t), r * torch.cos(el) * torch.sin(t), r * torch.sin(el)], -1)
-    c2w = look_at(eye, torch.zeros(3), torch.tensor([0.0, 0.0, 1.0]))
-    f = 0.5 * W / math.tan(math.radians(FOV_DEGREES) / 2)
-    full = lambda v: torch.full((n,), float(v))  # noqa: E731
-    return Cameras(c2w=c2w, fx=full(f), fy=full(f), cx=full(W / 2), cy=full(H / 2), width=W, height=H)
-
-
-def surface_texture(points: torch.Tensor) -> torch.Tensor:
-    """A value-noise pattern (n,) in [0.25, 1] fixed to 3-D positions: two octaves of random
-    values on 24^3 and 72^3 grids over the scene's box, trilinearly interpolated, contrast raised."""
-    g = torch.Generator().manual_seed(0)
-    grid = (points / 1.2).clamp(-1, 1).reshape(1, 1, 1, -1, 3)
-    v = sum(torch.nn.functional.grid_sample(torch.rand(1, 1, r, r, r, generator=g), grid, align_corners=True).reshape(-1)
-            for r in (24, 72)) / 2
-    return 0.25 + 0.75 * torch.sigmoid(10 * (v - 0.5))
-
-
-def render_views(cams: Cameras) -> np.ndarray:
-    """(n, H, W, 3) uint8 views of the built-in scene, textured, over white."""
-    views = []
-    for i in range(len(cams)):
-        rays = image_rays(cams, i, NEAR, FAR)
-        colour, t = shade(rays.origins, rays.directions)
-        hit = torch.isfinite(t)
-        p = rays.origins + rays.directions * t.nan_to_num(posinf=0.0)[:, None]
-        rgb = torch.where(hit[:, None], colour * surface_texture(p)[:, None], torch.ones(3))
-        views.append((rgb.reshape(cams.height, cams.width, 3).clamp(0, 1) * 255 + 0.5).byte().numpy())
-    return np.stack(views)
+W, H = WIDTH, HEIGHT
 
 
 @pytest.fixture(scope="module")
@@ -168,27 +126,6 @@ def test_photos_register_align_and_round_trip(capture, tmp_path, capsys):
     assert (run / "config.yaml").is_file()
 
 
-FISHEYE_FOV = 120.0  # degrees across the width
-FISHEYE_LENS = (0.03, -0.01, 0.0, 0.0)  # OpenCV fisheye k1-k4
-FISHEYE_W, FISHEYE_H = 480, 360
-FISHEYE_DISTANCE = 0.5  # of the ring's: close enough that the scene fills the middle of the view
-
-
-def fisheye_cameras(n: int = N_VIEWS) -> Cameras:
-    """The ring of `ring_cameras` at half its distance, seen through an equidistant fisheye
-    (OpenCV's model: k1-k4) with a 120-degree horizontal field of view (about 150 across the
-    diagonal)."""
-    ring = ring_cameras(n)
-    c2w = ring.c2w.clone()
-    c2w[:, :3, 3] *= FISHEYE_DISTANCE
-    f = focal_from_fov(FISHEYE_FOV, FISHEYE_W, fisheye=True)
-    k1, k2, k3, k4 = FISHEYE_LENS
-    lens = torch.tensor([k1, k2, 0.0, 0.0, k3, k4, 1.0]).expand(n, 7).contiguous()
-    full = lambda v: torch.full((n,), float(v))  # noqa: E731
-    return Cameras(c2w=c2w, fx=full(f), fy=full(f), cx=full(FISHEYE_W / 2), cy=full(FISHEYE_H / 2),
-                   width=FISHEYE_W, height=FISHEYE_H, distortion=lens)
-
-
 def test_fisheye_photos_register_with_a_field_of_view_prior(tmp_path, capsys):
     """PNG renders through a fisheye carry no EXIF focal length; with --fov (the lens's field of
     view, a prior on the focal length) OPENCV_FISHEYE registers every view, the poses align as
@@ -220,7 +157,7 @@ def test_fisheye_photos_register_with_a_field_of_view_prior(tmp_path, capsys):
     from nerf.render.rays import rays_from_pixels
 
     def angle(c, dx, dy):
-        x, y = torch.tensor([FISHEYE_W / 2 + dx]), torch.tensor([FISHEYE_H / 2 + dy])
+        x, y = torch.tensor([cams.width / 2 + dx]), torch.tensor([cams.height / 2 + dy])
         d = rays_from_pixels(c, torch.zeros(1, dtype=torch.long), x, y, 0.1, 1.0).directions[0]
         return math.degrees(math.acos(float(-(c.c2w[0, :3, :3].T @ d)[2])))
 
