@@ -11,6 +11,8 @@ import torch
 
 from nerf.render.rays import RayBundle, rays_from_pixels
 
+FILE_BOXES = ("aabb", "aabb_scale")  # metadata['box_source'] of a box the capture file states
+
 
 @dataclass
 class SceneInfo:
@@ -19,6 +21,8 @@ class SceneInfo:
     scenes without alpha, rendered over black), whether rays are in NDC and how many training
     images there are (per-image parameters: appearance codes, camera corrections), and the box
     (2, 3) around the training cameras' centres (scene contraction keeps them uncontracted; None
+    in runs saved before it was recorded); box_from_file: the content box is the one the capture
+    file states (instant-ngp's aabb_scale, an aabb), not one found from points or frusta (False
     in runs saved before it was recorded)."""
 
     near: float
@@ -28,6 +32,7 @@ class SceneInfo:
     ndc: bool = False
     n_images: int = 0
     camera_box: list | None = None
+    box_from_file: bool = False
 
     @classmethod
     def from_scene(cls, scene, has_alpha: bool) -> "SceneInfo":
@@ -35,7 +40,8 @@ class SceneInfo:
         return cls(near=float(scene.near), far=float(scene.far), bbox=scene.bbox.tolist(),
                    background=scene.background.tolist() if has_alpha else None, ndc=bool(scene.ndc),
                    n_images=int(scene.cameras.c2w.shape[0]),
-                   camera_box=torch.stack([centres.amin(0), centres.amax(0)]).tolist())
+                   camera_box=torch.stack([centres.amin(0), centres.amax(0)]).tolist(),
+                   box_from_file=(getattr(scene, "metadata", None) or {}).get("box_source") in FILE_BOXES)
 
 
 def _maybe_ndc(rays: RayBundle, cameras, cam_idx: torch.Tensor, info: SceneInfo) -> RayBundle:

@@ -225,6 +225,32 @@ def test_unseen_cells_of_a_whole_grid(contraction):
     assert share >= (0.8 if contraction == "none" else 0.35)
 
 
+def test_auto_contraction_keeps_a_box_the_capture_file_states():
+    """auto: linf for photos without alpha, but none where the capture file states the scene's
+    box (instant-ngp's aabb_scale, an aabb) and the box is at most FILE_BOX_LIMIT wide; runs
+    saved before the flag was recorded read as not stated, so they resolve as they trained."""
+    from nerf.models.fast import FILE_BOX_LIMIT, FastConfig, resolve_contraction
+    from nerf.scene_rays import SceneInfo
+
+    auto = FastConfig(contraction="auto")
+    photos = SceneInfo(0.1, 10.0, [[-1.0] * 3, [1.0] * 3], None)
+    assert resolve_contraction(auto, photos) == "linf"
+    stated = dataclasses.replace(photos, box_from_file=True)
+    assert resolve_contraction(auto, stated) == "none"
+    half = FILE_BOX_LIMIT / 2
+    assert resolve_contraction(auto, dataclasses.replace(stated, bbox=[[-half] * 3, [half] * 3])) == "none"
+    assert resolve_contraction(auto, dataclasses.replace(stated, bbox=[[-half - 1] * 3, [half + 1] * 3])) == "linf"
+    assert resolve_contraction(FastConfig(contraction="linf"), stated) == "linf"  # an explicit choice stands
+    assert resolve_contraction(auto, dataclasses.replace(photos, background=[1.0, 1.0, 1.0])) == "none"
+    saved = dataclasses.asdict(photos)
+    del saved["box_from_file"]
+    assert SceneInfo(**saved).box_from_file is False
+    scene = load_scene(load_config("builtin", ["data.synthetic.resolution=16"]).data, "train")
+    for source, flag in (("aabb_scale", True), ("aabb", True), ("points", False), ("frusta", False)):
+        info = SceneInfo.from_scene(dataclasses.replace(scene, metadata={"box_source": source}), False)
+        assert info.box_from_file is flag, source
+
+
 def test_contraction_keeps_the_cameras_uncontracted():
     """The uncontracted region holds the content box and the training cameras; a run saved
     without a camera box keeps the content box's frame it was trained with."""

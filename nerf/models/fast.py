@@ -75,7 +75,9 @@ class FastConfig:
     of equal ratio, evenly spaced up to step `grid_upsample_until`; 0 starts at `grid_res`.
     contraction: unbounded scenes (mip-NeRF 360's scene contraction): none, l2, linf, or auto
     (linf for captures without alpha that are not in NDC: real photos whose background reaches
-    the horizon; none for objects on a background colour and for NDC). Contracted, the grid
+    the horizon; none for objects on a background colour, for NDC, and for captures whose file
+    states the scene's box, instant-ngp's aabb_scale or an aabb, at most 32 units wide: see
+    `resolve_contraction`). Contracted, the grid
     encoding and the occupancy grid cover the contracted world around the content box (its
     centre; its half-width, at most the cameras' unit ball, maps to the unit ball) and steps
     grow with distance (cone stepping: a step is the larger of the fixed step and
@@ -207,11 +209,22 @@ class FastConfig:
         return errs
 
 
+FILE_BOX_LIMIT = 32.0  # widest box stated by a capture file that auto marches in (scene units)
+
+
 def resolve_contraction(fc: FastConfig, info: SceneInfo) -> str:
-    """model.fast.contraction with auto decided: linf for captures without alpha outside NDC."""
+    """model.fast.contraction with auto decided: linf for captures without alpha outside NDC,
+    except where the capture file states the scene's box (instant-ngp's aabb_scale, an aabb) and
+    that box is at most FILE_BOX_LIMIT wide: the file's author bounded the scene there, and the
+    box's coarser cells keep the field from hiding photos in floaters near the cameras."""
     if fc.contraction != "auto":
         return fc.contraction
-    return "linf" if info.background is None and not info.ndc else "none"
+    if info.background is not None or info.ndc:
+        return "none"
+    box = torch.as_tensor(info.bbox, dtype=torch.float32)
+    if info.box_from_file and float((box[1] - box[0]).max()) <= FILE_BOX_LIMIT:
+        return "none"
+    return "linf"
 
 
 def contraction_frame(bbox, camera_box=None) -> tuple[list[float], float]:
