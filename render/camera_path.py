@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nerf.render.distortion import lens_focal
+
 
 class CameraPathError(ValueError):
     """A camera path file that cannot be used; the message is one line naming the file."""
@@ -336,7 +338,7 @@ def capture_path(c2w, n_frames: int, max_keys: int = 12) -> torch.Tensor:
 
 def focal_from_fov(fov_deg: float, height: float) -> float:
     """Focal length in pixels of a camera with vertical field of view `fov_deg` and image `height`."""
-    return 0.5 * height / math.tan(math.radians(fov_deg) / 2.0)
+    return lens_focal(fov_deg, height, fisheye=False)
 
 
 def fov_from_focal(focal: float, height: float) -> float:

@@ -147,8 +147,8 @@ def test_near_camera_gradient_scaling_is_exact_and_leaves_the_forward_pass():
 
 def test_near_camera_gradient_scaling_reaches_the_field(tmp_path):
     """With near_grad_distance on, a training forward pass is unchanged and every gradient that
-    reaches the field's parameters shrinks by (t / d)^2: with d a thousand times any sample's
-    distance, by at least a million."""
+    reaches the field's parameters shrinks by (t / d)^2: with d = 1000 and no sample farther than
+    the rays' far limit, by at least (far / 1000)^2."""
     from nerf.models.base import TRAIN
     from nerf.scene_rays import pixel_rays
 

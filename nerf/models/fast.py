@@ -77,10 +77,9 @@ class FastConfig:
     (linf for captures without alpha that are not in NDC: real photos whose background reaches
     the horizon; none for objects on a background colour, for NDC, and for captures whose file
     states the scene's box, instant-ngp's aabb_scale or an aabb, at most 32 units wide: see
-    `resolve_contraction`). Contracted, the grid
-    encoding and the occupancy grid cover the contracted world around the content box (its
-    centre; its half-width, at most the cameras' unit ball, maps to the unit ball) and steps
-    grow with distance (cone stepping: a step is the larger of the fixed step and
+    `resolve_contraction`). Contracted, the grid encoding and the occupancy grid cover the
+    contracted world around the content box (its centre; its half-width, at most the cameras'
+    unit ball, maps to the unit ball) and steps grow with distance (cone stepping: a step is the larger of the fixed step and
     `cone_angle` times the distance travelled, as instant-ngp), out to `contraction_far` times
     the radius.
     train_samples: at most this many samples with gradients per training batch (0: no cap);
