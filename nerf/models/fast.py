@@ -13,7 +13,7 @@ refreshes exactly as an uninterrupted one; the grid's state is in buffers, saved
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +38,9 @@ class FastConfig:
     """Options of the fast method (`model.fast.*`): a grid-backed field marched through an occupancy grid.
 
     encoding: tensorf (vector-matrix factors, `grid_res`, `tensorf_comp` per plane), hash
-    (multiresolution hash grid), or dense (voxel grid of `dense_features` at `grid_res`^3).
+    (multiresolution hash grid), dense (voxel grid of `dense_features` at `dense_res`^3, or
+    `grid_res`^3 when dense_res is 0), or auto: tensorf in a box, dense in contracted space
+    (see `resolve_encoding`).
     hidden/geo_features/colour_hidden: the small MLP heads; sh_degree: spherical harmonics of the
     view direction (1-4). steps: marching steps along the scene box's diagonal. occ_*: the
     occupancy grid (resolution, refresh interval in steps, warm-up steps, cells refreshed per
@@ -111,6 +113,7 @@ class FastConfig:
     grid_res: int = 128
     tensorf_comp: int = 16
     dense_features: int = 12
+    dense_res: int = 0
     hash_levels: int = 16
     hash_features: int = 2
     hash_log2_size: int = 19
@@ -157,8 +160,10 @@ class FastConfig:
 
     def validate(self) -> list[str]:
         errs = []
-        if self.encoding not in ("tensorf", "hash", "dense"):
-            errs.append(f"model.fast.encoding: must be tensorf, hash or dense, got {self.encoding!r}")
+        if self.encoding not in ("auto", "tensorf", "hash", "dense"):
+            errs.append(f"model.fast.encoding: must be auto, tensorf, hash or dense, got {self.encoding!r}")
+        if self.dense_res < 0:
+            errs.append(f"model.fast.dense_res: must be >= 0 (0: grid_res), got {self.dense_res}")
         for k in ("grid_res", "tensorf_comp", "dense_features", "hash_levels", "hash_features", "hash_base_res",
                   "hash_max_res", "hidden", "geo_features", "colour_hidden", "steps", "occ_res", "occ_update_every",
                   "render_first_round"):
@@ -226,6 +231,20 @@ def resolve_contraction(fc: FastConfig, info: SceneInfo) -> str:
     return "linf"
 
 
+def resolve_encoding(fc: FastConfig, contraction: str) -> FastConfig:
+    """`fc` with encoding auto decided and the grid resolution of the encoding chosen: tensorf in
+    a box; dense in contracted space, where on inward-looking photo captures the vector-matrix
+    factors, whose planes and lines every region shares, fall into painting each photo on a
+    screen at the cameras' near plane (a band around the camera path that low-rank factors hold
+    cheaply) and never learn the object; a voxel grid has no such shortcut. A dense grid takes
+    dense_res when it is set."""
+    enc = fc.encoding
+    if enc == "auto":
+        enc = "tensorf" if contraction == "none" else "dense"
+    res = fc.dense_res if enc == "dense" and fc.dense_res else fc.grid_res
+    return replace(fc, encoding=enc, grid_res=res)
+
+
 def contraction_frame(bbox, camera_box=None) -> tuple[list[float], float]:
     """Centre and radius of the region kept uncontracted: the box around the content and the
     training cameras (mip-NeRF 360 keeps its cameras in the uncontracted ball: a camera in the
@@ -247,9 +266,9 @@ def contraction_frame(bbox, camera_box=None) -> tuple[list[float], float]:
 class FastNeRF(RenderModel):
     def __init__(self, cfg: FastConfig, info: SceneInfo, precision: str = "fp32", seed: int = 0):
         super().__init__(info, precision, seed)
-        fc = self.fc = cfg
         self.lr_factor = 1.0  # the learning rate's decay so far, from the before_step hook
-        self.contraction = resolve_contraction(fc, info)
+        self.contraction = resolve_contraction(cfg, info)
+        fc = self.fc = resolve_encoding(cfg, self.contraction)
         if info.ndc and self.contraction != "none":
             raise ValueError("model.fast.contraction: NDC rays (data.ndc) are already bounded; use contraction=none")
         grid_kw = {}
