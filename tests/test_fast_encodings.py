@@ -138,12 +138,34 @@ def test_dense_grid_trilinear():
     enc = DenseGrid(BOX, res=5, n_features=2)
     with torch.no_grad():  # a linear field is reproduced exactly by trilinear interpolation
         z, y, x = torch.meshgrid(*[torch.linspace(-1, 1, 5)] * 3, indexing="ij")
-        enc.grid[0, 0] = 2 * x - y + 0.5 * z
-        enc.grid[0, 1] = 1.0
+        enc.grid[..., 0] = 2 * x - y + 0.5 * z
+        enc.grid[..., 1] = 1.0
     p = torch.rand(30, 3) * 2 - 1
     out = enc(p)
     assert torch.allclose(out[:, 0], 2 * p[:, 0] - p[:, 1] + 0.5 * p[:, 2], atol=1e-5)
     assert torch.allclose(out[:, 1], torch.ones(30), atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [50, 3000])  # fewer and more points than grid vertices
+def test_dense_grid_matches_grid_sample_and_reads_channel_first_weights(n):
+    """The gathered grid equals trilinear `F.grid_sample` on the same volume, values and gradients
+    (of the grid and, for learned positions, of the points); a state dict saved channel-first
+    (1, features, z, y, x) loads to the same field."""
+    enc = DenseGrid(BOX, res=9, n_features=3)
+    vol = enc.grid.detach().permute(3, 0, 1, 2)[None].clone().requires_grad_(True)
+    g = torch.Generator().manual_seed(1)
+    p = (torch.rand(n, 3, generator=g) * 2 - 1).requires_grad_(True)
+    q = p.detach().clone().requires_grad_(True)
+    up = torch.randn(n, 3, generator=g)
+    (enc(p) * up).sum().backward()
+    ref = torch.nn.functional.grid_sample(vol, q.view(1, -1, 1, 1, 3), mode="bilinear", align_corners=True)
+    (ref.view(3, -1).t() * up).sum().backward()
+    assert torch.allclose(enc(p.detach()), ref.view(3, -1).t().detach(), atol=1e-6)
+    assert torch.allclose(enc.grid.grad, vol.grad[0].permute(1, 2, 3, 0), atol=1e-5)
+    assert torch.allclose(p.grad, q.grad, atol=1e-4)
+    old = DenseGrid(BOX, res=5, n_features=3)
+    old.load_state_dict({"grid": vol.detach(), "box_lo": enc.box_lo, "box_size": enc.box_size})
+    assert old.res == 9 and torch.allclose(old(p.detach()), enc(p.detach()), atol=1e-6)
 
 
 def test_spherical_harmonics_orthonormal():
@@ -172,5 +194,5 @@ def test_total_variation_of_known_factors():
     assert abs(float(enc.total_variation().detach()) - 0.75) < 1e-6
     dense = DenseGrid(torch.tensor([[0.0] * 3, [1.0] * 3]), res=8, n_features=3)
     with torch.no_grad():
-        dense.grid.copy_(torch.arange(8.0)[None, None, None, None, :].expand(1, 3, 8, 8, 8))
+        dense.grid.copy_(torch.arange(8.0)[None, None, :, None].expand(8, 8, 8, 3))
     assert abs(float(dense.total_variation().detach()) - 1.0) < 1e-6

@@ -251,6 +251,32 @@ def test_auto_contraction_keeps_a_box_the_capture_file_states():
         assert info.box_from_file is flag, source
 
 
+def test_auto_encoding_is_a_voxel_grid_only_in_contracted_space():
+    """encoding auto: TensoRF's factors at grid_res in a box, a dense grid at dense_res (grid_res
+    when 0) in contracted space; a named encoding stands either way; colmap.yaml asks for auto,
+    so a capture without a stated box trains the dense grid and one with it the factors."""
+    from nerf.fields.grids import DenseGrid, TensoRFVM
+    from nerf.models.fast import FastConfig, FastNeRF, resolve_encoding
+    from nerf.scene_rays import SceneInfo
+
+    photos = SceneInfo(0.1, 10.0, [[-1.0] * 3, [1.0] * 3], None, n_images=4)
+    stated = dataclasses.replace(photos, box_from_file=True)
+    small = {"grid_res": 12, "tensorf_comp": 2, "dense_features": 3, "occ_res": 8, "steps": 16}
+    cases = [({"encoding": "auto", "dense_res": 6}, photos, DenseGrid, 6),
+             ({"encoding": "auto", "dense_res": 0}, photos, DenseGrid, 12),
+             ({"encoding": "auto", "dense_res": 6}, stated, TensoRFVM, 12),
+             ({"encoding": "tensorf", "dense_res": 6}, photos, TensoRFVM, 12),
+             ({"encoding": "dense", "dense_res": 6}, stated, DenseGrid, 6)]
+    for over, info, cls, res in cases:
+        model = FastNeRF(FastConfig(**small, **over), info)
+        assert type(model.field.encoding) is cls and model.field.encoding.res == res, (over, info.box_from_file)
+        assert model.fc.encoding in ("tensorf", "dense") and model.fc.grid_res == res
+    assert resolve_encoding(FastConfig(encoding="hash"), "linf").encoding == "hash"
+    fast = load_config("colmap", []).model.fast
+    assert fast.encoding == "auto" and 0 < fast.dense_res < fast.grid_res
+    assert FastConfig(dense_res=-1).validate() and FastConfig(encoding="voxels").validate()
+
+
 def test_contraction_keeps_the_cameras_uncontracted():
     """The uncontracted region holds the content box and the training cameras; a run saved
     without a camera box keeps the content box's frame it was trained with."""
