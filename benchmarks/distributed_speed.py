@@ -46,12 +46,12 @@ LINKS = {"NVLink 4 (H100/H200 SXM, 450 GB/s a direction)": 450e9, "PCIe 5.0 x16 
 
 
 def allreduce_bytes(config: str) -> int:
-    """Bytes of the per-step flat all-reduce (float32) for a config's model; the count does not
-    depend on the scene, so a Blender-like SceneInfo stands in for lego."""
+    """Bytes of the per-step flat all-reduce (float32) for a config's model, on a Blender-like
+    SceneInfo standing in for lego (a box: `encoding: auto` resolves to the factors)."""
     info = SceneInfo(near=2.0, far=6.0, bbox=[[-1.5] * 3, [1.5] * 3], background=[1.0, 1.0, 1.0])
     cfg = load_config(config, [])
     model = build_run_model(cfg, info)
-    fc = cfg.model.fast if cfg.model.method == "fast" else None
+    fc = model.fc if cfg.model.method == "fast" else None  # encoding auto resolved for this scene
     if fc is not None and fc.grid_res_start:  # coarse-to-fine: the grid's final size
         model.field.encoding.resize(fc.grid_res)
     return 4 * flat_size(model)

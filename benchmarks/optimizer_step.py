@@ -23,6 +23,7 @@ from benchmarks.common import dated, machine, median, write_json  # noqa: E402
 from nerf.config import load_config  # noqa: E402
 from nerf.fields.grid_field import FastField  # noqa: E402
 from nerf.fields.grids import build_encoding  # noqa: E402
+from nerf.models.fast import resolve_encoding  # noqa: E402
 
 IMPLEMENTATIONS = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 
@@ -33,7 +34,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
-    fc = load_config(a.config, []).model.fast
+    fc = resolve_encoding(load_config(a.config, []).model.fast, "linf")  # auto: as on a contracted capture
     field = FastField(build_encoding(fc, [[-1.5] * 3, [1.5] * 3]), fc.hidden, fc.geo_features, fc.colour_hidden,
                       fc.sh_degree)
     params = list(field.parameters())

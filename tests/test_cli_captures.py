@@ -60,7 +60,7 @@ def test_colmap_and_transforms_train(tmp_path, capsys):
     for name in ("colmap", "ngp"):
         run = tmp_path / f"run_{name}"
         assert run_here("train-scene", "--data", str(tmp_path / name), "--out", str(run), *TINY,
-                        capsys=capsys) == (0, "")
+                        "model.fast.dense_res=16", "model.fast.grid_res=16", capsys=capsys) == (0, "")
         info = json.loads((run / "scene.json").read_text())["info"]
         assert info["ndc"] is False and info["background"] is None and info["near"] < info["far"]
 

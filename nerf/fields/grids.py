@@ -9,7 +9,7 @@ entries that the interpolation touched (the rest get exact zeros).
 Hot-path notes (measured on a 2-core AVX-512 CPU, see benchmarks/): the hash grid uses
 `F.embedding_bag` with per-sample weights for the 8-corner gather + weighted sum (one fused
 kernel forward and backward instead of materialising (n, L, 8, F) tensors), and so do the
-factorised grid's planes and lines (channel-last); the dense grid uses `F.grid_sample`.
+factorised grid's planes and lines and the dense grid (all channel-last).
 """
 from __future__ import annotations
 

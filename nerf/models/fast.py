@@ -73,7 +73,8 @@ class FastConfig:
     blender.yaml; off by default, because on the built-in scene's short run the finer cells
     converge slower (benchmarks/results holds both figures).
     grid_res_start: coarse-to-fine training (TensoRF's schedule, tensorf and dense grids): start
-    the grid at this resolution and resample it up to `grid_res` in `grid_upsample_count` steps
+    the grid at this resolution and resample it up to `grid_res` (a dense grid: `dense_res` when
+    set) in `grid_upsample_count` steps
     of equal ratio, evenly spaced up to step `grid_upsample_until`; 0 starts at `grid_res`.
     contraction: unbounded scenes (mip-NeRF 360's scene contraction): none, l2, linf, or auto
     (linf for captures without alpha that are not in NDC: real photos whose background reaches
@@ -162,8 +163,10 @@ class FastConfig:
         errs = []
         if self.encoding not in ("auto", "tensorf", "hash", "dense"):
             errs.append(f"model.fast.encoding: must be auto, tensorf, hash or dense, got {self.encoding!r}")
-        if self.dense_res < 0:
-            errs.append(f"model.fast.dense_res: must be >= 0 (0: grid_res), got {self.dense_res}")
+        if self.dense_res < 0 or self.dense_res == 1:
+            errs.append(f"model.fast.dense_res: must be 0 (grid_res) or >= 2, got {self.dense_res}")
+        if self.grid_res == 1:
+            errs.append("model.fast.grid_res: must be >= 2, got 1")
         for k in ("grid_res", "tensorf_comp", "dense_features", "hash_levels", "hash_features", "hash_base_res",
                   "hash_max_res", "hidden", "geo_features", "colour_hidden", "steps", "occ_res", "occ_update_every",
                   "render_first_round"):
@@ -193,8 +196,11 @@ class FastConfig:
         if self.grid_res_start:
             if self.encoding == "hash":
                 errs.append("model.fast.grid_res_start: coarse-to-fine needs a tensorf or dense grid, not the hash grid")
-            if not 2 <= self.grid_res_start <= self.grid_res:
-                errs.append(f"model.fast.grid_res_start: must be 0 (off) or in [2, grid_res={self.grid_res}], "
+            # the final resolution: dense_res for a dense grid that sets it (auto may become one)
+            key, top = ("dense_res", self.dense_res) if self.dense_res and self.encoding in ("dense", "auto") \
+                else ("grid_res", self.grid_res)
+            if not 2 <= self.grid_res_start <= top:
+                errs.append(f"model.fast.grid_res_start: must be 0 (off) or in [2, {key}={top}], "
                             f"got {self.grid_res_start}")
             for k in ("grid_upsample_until", "grid_upsample_count"):
                 if getattr(self, k) < 1:

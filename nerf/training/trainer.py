@@ -156,6 +156,7 @@ class Trainer:
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
+            self._drop_stale_optimizer_state()  # moments of a parameter the load reshaped
         except (RuntimeError, ValueError, KeyError) as exc:
             raise UserError(f"{path}: checkpoint does not fit this model ({str(exc).splitlines()[0]})") from None
         torch.set_rng_state(state["torch_rng"])
@@ -250,8 +251,9 @@ class Trainer:
                 "losses": result.losses, "metrics": result.metrics, **result.metrics}
 
     def _drop_stale_optimizer_state(self) -> None:
-        """After the model reshaped parameters (coarse-to-fine grids): their Adam moments no longer
-        fit, so they restart from zero, as TensoRF rebuilds its optimiser at each upsampling."""
+        """After the model reshaped parameters (coarse-to-fine grids, or a checkpoint whose dense grid
+        was saved channel-first): their Adam moments no longer fit, so they restart from zero, as
+        TensoRF rebuilds its optimiser at each upsampling."""
         for p in self.model.parameters():
             st = self.optimizer.state.get(p)
             if st and any(torch.is_tensor(v) and v.dim() > 0 and v.shape != p.shape for v in st.values()):
@@ -266,6 +268,7 @@ class Trainer:
             state, path = found
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
+            self._drop_stale_optimizer_state()
             where = path.name
         self.rollbacks += 1
         self.fault_streak = 0
