@@ -176,6 +176,13 @@ class _StencilGather(torch.autograd.Function):
         return g, None, None, grad_w
 
 
+def _vertex_linear(t: torch.Tensor, res: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lower vertex index and fraction of coordinates t in [0, 1] on a res-vertex axis."""
+    pos = t * (res - 1)
+    i0 = pos.floor().clamp(max=res - 2)
+    return i0.long(), pos - i0
+
+
 class DenseGrid(_BoxEncoding):
     """A dense voxel grid of `n_features` per vertex at `res`^3 vertices, interpolated trilinearly.
     Output: (n, n_features).
@@ -215,10 +222,7 @@ class DenseGrid(_BoxEncoding):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         r, c = self.res, self.grid.shape[3]
         with torch.set_grad_enabled(x.requires_grad and torch.is_grad_enabled()):
-            pos = self.unit(x) * (r - 1)  # (n, 3) in vertex units, x y z
-            i0 = pos.floor().clamp(max=r - 2)
-            f = pos - i0
-            i0 = i0.long()
+            i0, f = _vertex_linear(self.unit(x), r)  # (n, 3), x y z
             base = (i0[:, 2] * r + i0[:, 1]) * r + i0[:, 0]
             fw = torch.stack([1 - f, f], -1)  # (n, 3, 2)
             bits = self.corners
@@ -258,21 +262,14 @@ class TensoRFVM(_BoxEncoding):
         self.register_buffer("line_axes", torch.tensor(self.LINES), persistent=False)
         self.out_dim = 3 * n_comp
 
-    @staticmethod
-    def _linear(t: torch.Tensor, res: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Lower vertex index and fraction of coordinates t in [0, 1] on a res-vertex axis."""
-        pos = t * (res - 1)
-        i0 = pos.floor().clamp(max=res - 2)
-        return i0.long(), pos - i0
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, r, c = x.shape[0], self.res, self.n_comp
         # interpolation weights carry a gradient only for learned positions (camera refinement)
         with torch.set_grad_enabled(x.requires_grad and torch.is_grad_enabled()):
             u = self.unit(x)  # (n, 3) in [0, 1]
-            ia, fa = self._linear(u[:, self.plane_axes[:, 0]], r)  # (n, 3): column axis of each plane
-            ib, fb = self._linear(u[:, self.plane_axes[:, 1]], r)  # row axis
-            iw, fw = self._linear(u[:, self.line_axes], r)
+            ia, fa = _vertex_linear(u[:, self.plane_axes[:, 0]], r)  # (n, 3): column axis of each plane
+            ib, fb = _vertex_linear(u[:, self.plane_axes[:, 1]], r)  # row axis
+            iw, fw = _vertex_linear(u[:, self.line_axes], r)
             m = torch.arange(3, device=x.device)
             base = (m * r * r + ib * r + ia)  # (n, 3); corners base, base + 1, base + r, base + r + 1
             p_w = torch.stack([(1 - fa) * (1 - fb), fa * (1 - fb), (1 - fa) * fb, fa * fb], -1)

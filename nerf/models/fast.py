@@ -165,9 +165,9 @@ class FastConfig:
             errs.append(f"model.fast.encoding: must be auto, tensorf, hash or dense, got {self.encoding!r}")
         if self.dense_res < 0 or self.dense_res == 1:
             errs.append(f"model.fast.dense_res: must be 0 (grid_res) or >= 2, got {self.dense_res}")
-        if self.grid_res == 1:
-            errs.append("model.fast.grid_res: must be >= 2, got 1")
-        for k in ("grid_res", "tensorf_comp", "dense_features", "hash_levels", "hash_features", "hash_base_res",
+        if self.grid_res < 2:
+            errs.append(f"model.fast.grid_res: must be >= 2, got {self.grid_res}")
+        for k in ("tensorf_comp", "dense_features", "hash_levels", "hash_features", "hash_base_res",
                   "hash_max_res", "hidden", "geo_features", "colour_hidden", "steps", "occ_res", "occ_update_every",
                   "render_first_round"):
             if getattr(self, k) < 1:
