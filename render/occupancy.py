@@ -361,7 +361,7 @@ class OccupancyGrid(nn.Module):
     def march_field(self, origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
                     offset: torch.Tensor, field_fn: Callable | None, early_stop: float = 1e-4,
                     alpha_min: float = 0.0, first_round: int = 8, payload_fn: Callable | None = None,
-                    weight_min: float = 0.0):
+                    weight_min: float = 0.0, window: int = 0):
         """`march` for a `field_fn` (points (m, 3), ray_idx (m,)) -> (density (m,), payload (m, k)
         or None) that also returns the payload (e.g. colour) of the kept samples, so a render
         without gradients evaluates the field once per sample: t, ray_idx, evaluated, density
@@ -371,7 +371,11 @@ class OccupancyGrid(nn.Module):
         the costly part of the payload (e.g. the colour head) runs on the kept samples only, and
         with weight_min > 0 only on those whose compositing weight (transmittance x alpha) exceeds
         weight_min: the others get a zero payload (black) but keep their density, so opacity and
-        depth are unchanged and a pixel's colour moves by at most weight_min per such sample."""
+        depth are unchanged and a pixel's colour moves by at most weight_min per such sample.
+
+        The occupied steps are listed a window at a time, `window` steps per ray (0: WINDOW), then
+        twice as many for the rays still alive: a small window lists fewer steps behind the
+        surfaces where rays stop, a large one makes fewer passes. The samples are the same."""
         if field_fn is None:
             t, ray_idx = self.candidates(origins, dirs, near, far, offset)
             return t, ray_idx, 0, None, None
@@ -379,7 +383,7 @@ class OccupancyGrid(nn.Module):
         acc_tau = torch.zeros(n, device=dev)
         alive = torch.ones(n, dtype=torch.bool, device=dev)
         ts, rays, sigmas, payloads = [], [], [], []
-        evaluated, k_lo, width = 0, 0, self.WINDOW
+        evaluated, k_lo, width = 0, 0, window or self.WINDOW
         steps = self.ray_steps(origins, dirs, near, far, offset)[1]
         while True:  # windows of steps, each for the rays still alive: no candidates behind surfaces
             live = alive.nonzero()[:, 0] if k_lo else None
@@ -405,7 +409,7 @@ class OccupancyGrid(nn.Module):
         return (_take(torch.cat(ts), order), _take(ray_idx, order), evaluated, _take(torch.cat(sigmas), order),
                 payload)
 
-    WINDOW = 256  # marching steps in the first window of `march_field`; later windows double
+    WINDOW = 256  # the default first window of `march_field` (marching steps); later windows double
 
     def _rounds(self, t, ray_idx, origins, dirs, field_fn, acc_tau, alive, early_stop, alpha_min, first_round,
                 payload_fn, weight_min, ts, rays, sigmas, payloads) -> int:

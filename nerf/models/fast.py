@@ -108,7 +108,10 @@ class FastConfig:
     opaque surfaces) while the last probe, every occ_update_every steps, dropped less than this
     share of the steps; 0 always prunes. render_first_round: steps per ray in a render's first
     density round (rounds then double; see render/occupancy.py). The rounds decide only how much
-    density is evaluated past where a ray stops, not the image."""
+    density is evaluated past where a ray stops, not the image. render_window: marching steps per
+    ray whose occupied cells a render lists at once before its density rounds (windows then
+    double, for the rays still alive); a smaller window lists fewer steps behind surfaces, a
+    larger one makes fewer passes. It changes the work, not the image."""
 
     encoding: str = "tensorf"
     grid_res: int = 128
@@ -150,6 +153,7 @@ class FastConfig:
     grid_upsample_count: int = 4
     prune_min_share: float = 0.2
     render_first_round: int = 4
+    render_window: int = 16
     train_samples: int = 0
     appearance_dim: int = 0
     appearance_mode: str = "affine"
@@ -169,7 +173,7 @@ class FastConfig:
             errs.append(f"model.fast.grid_res: must be >= 2, got {self.grid_res}")
         for k in ("tensorf_comp", "dense_features", "hash_levels", "hash_features", "hash_base_res",
                   "hash_max_res", "hidden", "geo_features", "colour_hidden", "steps", "occ_res", "occ_update_every",
-                  "render_first_round"):
+                  "render_first_round", "render_window"):
             if getattr(self, k) < 1:
                 errs.append(f"model.fast.{k}: must be >= 1, got {getattr(self, k)}")
         if not 10 <= self.hash_log2_size <= 24:
@@ -444,7 +448,8 @@ class FastNeRF(RenderModel):
                                                                       fc.render_early_stop or fc.early_stop,
                                                                       fc.alpha_min,
                                                                       fc.render_first_round, payload_fn=colour_fn,
-                                                                      weight_min=fc.render_weight_min)
+                                                                      weight_min=fc.render_weight_min,
+                                                                      window=fc.render_window)
         t_start, t_end = grid.intervals(t)
         if t.numel() == 0:  # nothing occupied: one empty interval keeps the graph for backward
             t = t_start = t_end = rays.near[:1, 0]

@@ -1,0 +1,91 @@
+"""Render-time settings side by side: seconds per held-out view and PSNR of trained runs under
+config variants, the variants taking turns on the same views.
+
+    python benchmarks/render_variants.py RUN_DIR [RUN_DIR ...] --variant NAME=KEY=VALUE[,KEY=VALUE]
+                                         [--variant ...] [--views 3] [--reps 3] [--tag NAME]
+
+A variant with no overrides is written NAME= (the run's own settings). For each run the model is
+loaded once per variant; after one untimed warm-up view per variant, the variants render the same
+`--views` held-out views in turn, `--reps` rounds, and the median seconds per view is reported
+with the mean PSNR of the views (a render-time setting that changes the image shows up there).
+Example, the first marching window of renders:
+
+    python benchmarks/render_variants.py runs/cup_desk --variant w256=model.fast.render_window=256 \\
+        --variant w16=model.fast.render_window=16
+
+Writes benchmarks/results/render_variants_<tag>-<date>.json (today's date, YYYY-MM-DD).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import dated, machine, median, write_json  # noqa: E402
+from nerf.datasets import load_scene  # noqa: E402
+from nerf.inference.views import psnr, render_view  # noqa: E402
+from nerf.runs.run_folder import load_run_config, load_trained_model  # noqa: E402
+
+
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    name, sep, overrides = text.partition("=")
+    if not name or not sep:
+        raise SystemExit(f"--variant {text!r}: expected NAME=KEY=VALUE[,KEY=VALUE] or NAME=")
+    return name, [o for o in overrides.split(",") if o]
+
+
+def compare_run(run_dir: Path, variants: list[tuple[str, list[str]]], views: int, reps: int) -> dict:
+    """{variant: {seconds_median, psnr, samples}} for one run, the variants rendering in turn."""
+    loaded = {}
+    for name, overrides in variants:
+        cfg = load_run_config(run_dir, overrides)
+        model, step, _ = load_trained_model(run_dir, cfg, torch.device("cpu"))
+        loaded[name] = (model, cfg.render.chunk, step)
+    cfg = load_run_config(run_dir, [])
+    test = load_scene(dataclasses.replace(cfg.data, max_images=views), "test")
+    views = min(views, len(test))
+    seconds = {name: [] for name in loaded}
+    psnrs = {name: [0.0] * views for name in loaded}
+    for model, chunk, _ in loaded.values():  # warm-up
+        render_view(model, test.cameras, 0, model.info, chunk)
+    for _ in range(reps):
+        for name, (model, chunk, _) in loaded.items():
+            for i in range(views):
+                t0 = time.perf_counter()
+                out = render_view(model, test.cameras, i, model.info, chunk)
+                seconds[name].append(time.perf_counter() - t0)
+                psnrs[name][i] = psnr(out["rgb"], test.images[i])
+    size = f"{test.cameras.width}x{test.cameras.height}"
+    return {name: {"overrides": dict(variants)[name], "step": loaded[name][2], "size": size, "views": views,
+                   "seconds_per_view_median": median(seconds[name]), "seconds": seconds[name],
+                   "psnr": sum(psnrs[name]) / views}
+            for name in loaded}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run_dirs", nargs="+")
+    ap.add_argument("--variant", action="append", required=True, type=parse_variant,
+                    help="NAME=KEY=VALUE[,KEY=VALUE]: render-time overrides of one variant (repeat the flag)")
+    ap.add_argument("--views", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--tag", default="compare", help="results file suffix, before the date")
+    a = ap.parse_args()
+    results = {}
+    for run in a.run_dirs:
+        results[run] = compare_run(Path(run), a.variant, a.views, a.reps)
+        for name, r in results[run].items():
+            print(f"{run} {name}: {r['size']} median {r['seconds_per_view_median']:.2f} s/view, "
+                  f"PSNR {r['psnr']:.2f} dB over {r['views']} views", flush=True)
+    write_json(dated(f"render_variants_{a.tag}", "json"),
+               {"views": a.views, "reps": a.reps, "runs": results, "machine": machine()})
+
+
+if __name__ == "__main__":
+    main()
