@@ -373,8 +373,8 @@ class OccupancyGrid(nn.Module):
         weight_min: the others get a zero payload (black) but keep their density, so opacity and
         depth are unchanged and a pixel's colour moves by at most weight_min per such sample.
 
-        The occupied steps are listed a window at a time, `window` steps per ray (0: WINDOW), then
-        twice as many for the rays still alive: a small window lists fewer steps behind the
+        The occupied steps are listed a window at a time, `window` steps per ray (0: WINDOW; rounded
+        up to whole coarse strides), then twice as many for the rays still alive: a small window lists fewer steps behind the
         surfaces where rays stop, a large one makes fewer passes. The samples are the same."""
         if field_fn is None:
             t, ray_idx = self.candidates(origins, dirs, near, far, offset)
@@ -383,7 +383,8 @@ class OccupancyGrid(nn.Module):
         acc_tau = torch.zeros(n, device=dev)
         alive = torch.ones(n, dtype=torch.bool, device=dev)
         ts, rays, sigmas, payloads = [], [], [], []
-        evaluated, k_lo, width = 0, 0, window or self.WINDOW
+        stride = self._stride()  # whole strides per window: none listed and then cut off
+        evaluated, k_lo, width = 0, 0, -(-(window or self.WINDOW) // stride) * stride
         steps = self.ray_steps(origins, dirs, near, far, offset)[1]
         while True:  # windows of steps, each for the rays still alive: no candidates behind surfaces
             live = alive.nonzero()[:, 0] if k_lo else None

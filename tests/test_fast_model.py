@@ -318,6 +318,27 @@ def test_skipping_the_pruning_pass_adds_only_steps_behind_opaque_surfaces(traine
     assert (full["rgb"] - pruned["rgb"]).abs().max() <= 1e-2 + 1e-6
 
 
+def test_render_window_does_not_change_the_image(trained):
+    """render_window only decides how many steps per ray a render lists at a time: windows of one
+    coarse stride, of a few strides, and one window holding every step keep the same samples."""
+    tr, _, _ = trained
+    model = tr.model.eval()
+    rays = view_rays(tr.scene.cameras, 0, tr.info).to(DEVICE)
+    stride, window = model.grid._stride(), model.fc.render_window
+    outs = {}
+    try:
+        for w in (1, 3 * stride + 1, 1 << 16):
+            model.fc.render_window = w
+            with torch.no_grad():
+                outs[w] = model(rays, mode="render")
+    finally:
+        model.fc.render_window = window
+    for w in (1, 3 * stride + 1):
+        assert outs[w]["samples_per_ray"] == outs[1 << 16]["samples_per_ray"] > 0
+        for key in ("rgb", "depth", "opacity"):
+            assert torch.allclose(outs[w][key], outs[1 << 16][key], atol=1e-5), (w, key)
+
+
 def test_render_first_round_changes_the_work_not_the_image(trained):
     """render_first_round only splits a render's density evaluations into rounds differently: the
     same samples are kept and the pixels are the same, while a first round shorter than the
