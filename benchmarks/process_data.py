@@ -165,7 +165,8 @@ def write_md(path: Path, rows: list[dict], info: dict, commands: list[str]) -> N
     lines = [
         f"# process-data on the shared captures, {info['date']}",
         "",
-        "`process-data` with its defaults on each capture (OPENCV camera shared by all images; photos: exhaustive",
+        "`process-data` on each capture with its defaults and the arguments in the input column (OPENCV camera",
+        "shared by all images; photos: exhaustive",
         "matching, the video: sequential), compared with the capture's published COLMAP model after a similarity",
         "alignment of the camera centres (see `benchmarks/process_data.py`). Rotation error in degrees, centre",
         "error in % of the published cameras' spread; median / max over the compared images.",
@@ -176,8 +177,9 @@ def write_md(path: Path, rows: list[dict], info: dict, commands: list[str]) -> N
         + ", ".join(f"{r['capture']} {r['machine']['commit']} {r['machine']['load_avg_1min']:.1f}" for r in rows
                     if r.get("machine")) + ".",
         "",
-        "Timings are of one run per case; a 1-minute load average near 2 at the start means the case ran",
-        "alone on the 2 cores, a higher one that other work shared them (then the times are an upper bound).",
+        "Timings are of one run per case. The 1-minute load average at the start of a case includes the case",
+        "run just before it, so it does not tell whether other work shared the cores; where it did, the notes",
+        "below say so (the times are then an upper bound).",
         "",
         "| capture | input | registered / given | models | rotation err (deg) median / max | centre err (%) "
         "median / max | compared | turns > 30 deg ours / published | reproj. err (px) | points | pairs | frames s "
@@ -258,8 +260,9 @@ def main(argv=None) -> int:
             continue
         if args.compare_only and name not in before:
             continue
+        at_start = {**info, **machine()}  # commit and load average as this case starts
         row = one(name, args.work, before[name] if args.compare_only else None)
-        row.update(capture=name, machine=before[name].get("machine", old.get("machine")) if args.compare_only else info)
+        row.update(capture=name, machine=before[name].get("machine", old.get("machine")) if args.compare_only else at_start)
         rows.append(row)
         print(json.dumps(rows[-1]), flush=True)
     command = "python benchmarks/process_data.py" + (f" --only {' '.join(args.only)}" if args.only else "") + \

@@ -72,11 +72,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dirs", nargs="+")
     ap.add_argument("--variant", action="append", required=True, type=parse_variant,
-                    help="NAME=KEY=VALUE[,KEY=VALUE]: render-time overrides of one variant (repeat the flag)")
+                    help="NAME=KEY=VALUE[,KEY=VALUE]: render-time overrides of one variant (repeat the flag); "
+                         "data.* overrides do not apply, every variant is scored on the run's own views")
     ap.add_argument("--views", type=int, default=3)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--tag", default="compare", help="results file suffix, before the date")
     a = ap.parse_args()
+    names = [name for name, _ in a.variant]
+    if len(set(names)) != len(names):
+        raise SystemExit(f"--variant: each variant needs its own name, got {', '.join(names)}")
+    at_start = machine()  # load average before the renders, not of them
     results = {}
     for run in a.run_dirs:
         results[run] = compare_run(Path(run), a.variant, a.views, a.reps)
@@ -84,7 +89,7 @@ def main() -> None:
             print(f"{run} {name}: {r['size']} median {r['seconds_per_view_median']:.2f} s/view, "
                   f"PSNR {r['psnr']:.2f} dB over {r['views']} views", flush=True)
     write_json(dated(f"render_variants_{a.tag}", "json"),
-               {"views": a.views, "reps": a.reps, "runs": results, "machine": machine()})
+               {"views_asked": a.views, "reps": a.reps, "runs": results, "machine": at_start})
 
 
 if __name__ == "__main__":
