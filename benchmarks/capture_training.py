@@ -31,7 +31,7 @@ def run(capture: str, minutes: float, variant: str, out_root: Path) -> dict:
     out = out_root / f"{capture}-{variant.replace(' ', '_')}-{minutes:g}min"
     cmd = ["train-scene", "--data", str(CAPTURES / capture), f"train.max_minutes={minutes:g}", "--out", str(out),
            "--overwrite", "--no-showcase", "--quiet"] + ABLATIONS[variant]
-    start = time.perf_counter()
+    at_start, start = machine(), time.perf_counter()  # the commit the run imports, the load before it
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
@@ -39,7 +39,7 @@ def run(capture: str, minutes: float, variant: str, out_root: Path) -> dict:
     return {"capture": capture, "variant": variant, "minutes": minutes, "psnr": m["psnr"], "ssim": m["ssim"],
             "step": m["step"], "views": m["n_views"], "size": f"{m['width']}x{m['height']}",
             "s_per_frame": m["seconds_per_view"], "wall_min": (time.perf_counter() - start) / 60,
-            "command": " ".join(cmd[:4] + ABLATIONS[variant])}
+            "command": " ".join(cmd[:4] + ABLATIONS[variant]), "machine": at_start}
 
 
 def main() -> int:
@@ -57,7 +57,6 @@ def main() -> int:
                 r = rows[-1]
                 print(f"{capture} {variant} {minutes:g} min: {r['psnr']:.2f} dB / {r['ssim']:.3f}, "
                       f"{r['s_per_frame']:.2f} s/frame", flush=True)
-    mach = machine()
     path = dated("capture-training", "md")
     new = not path.exists()
     with path.open("a") as f:
@@ -71,8 +70,8 @@ def main() -> int:
                     "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | --- |\n")
         for r in rows:
             f.write(f"| {r['capture']} | {r['variant']} | {r['minutes']:g} | {r['step']} | {r['psnr']:.2f} | "
-                    f"{r['ssim']:.3f} | {r['views']} | {r['size']} | {r['s_per_frame']:.2f} | {mach['commit']} | "
-                    f"{mach['load_avg_1min']:.1f} |\n")
+                    f"{r['ssim']:.3f} | {r['views']} | {r['size']} | {r['s_per_frame']:.2f} | {r['machine']['commit']} | "
+                    f"{r['machine']['load_avg_1min']:.1f} |\n")
     print(f"wrote {path}")
     return 0
 
