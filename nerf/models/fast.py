@@ -153,7 +153,7 @@ class FastConfig:
     grid_upsample_count: int = 4
     prune_min_share: float = 0.2
     render_first_round: int = 4
-    render_window: int = 16
+    render_window: int = 256
     train_samples: int = 0
     appearance_dim: int = 0
     appearance_mode: str = "affine"
