@@ -374,8 +374,9 @@ class OccupancyGrid(nn.Module):
         depth are unchanged and a pixel's colour moves by at most weight_min per such sample.
 
         The occupied steps are listed a window at a time, `window` steps per ray (0: WINDOW; rounded
-        up to whole coarse strides), then twice as many for the rays still alive: a small window lists fewer steps behind the
-        surfaces where rays stop, a large one makes fewer passes. The samples are the same."""
+        up to whole coarse strides), then twice as many for the rays still alive: a small window
+        lists fewer steps behind the surfaces where rays stop, a large one makes fewer passes. The
+        samples are the same."""
         if field_fn is None:
             t, ray_idx = self.candidates(origins, dirs, near, far, offset)
             return t, ray_idx, 0, None, None

@@ -185,7 +185,7 @@ def test_windowed_marching_keeps_the_same_samples():
     offset = torch.rand(n, generator=gen)
     t_all, ray_all, _ = g.march(o, d, near, far, offset, density)  # one window holds every step
     assert int(g.ray_steps(o, d, near, far, offset)[1].max()) < OccupancyGrid.WINDOW
-    t, ray_idx, _, _, _ = g.march_field(o, d, near, far, offset, lambda p, _: density(p), window=4)  # 4, 8, 16, ...
+    t, ray_idx, _, _, _ = g.march_field(o, d, near, far, offset, lambda p, _: density(p), window=4)  # a stride, then doubling
     assert torch.equal(ray_idx, ray_all) and torch.allclose(t, t_all)
     stopped = torch.bincount(ray_idx, minlength=n) < torch.bincount(g.candidates(o, d, near, far, offset)[1], minlength=n)
     assert stopped.float().mean() > 0.3  # some rays do stop in the blob
