@@ -5,6 +5,7 @@ frames (every 8th) that the run's own evaluation renders. One run at a time, eac
 process with the machine's threads.
 
     python benchmarks/capture_training.py --captures cup_desk egypt --minutes 10 [--ablations]
+    python benchmarks/capture_training.py --captures bird_figure --variants no_contraction
 
 Writes benchmarks/results/capture-training-<date>.md (a table; rows added to today's record).
 """
@@ -38,7 +39,8 @@ def run(capture: str, minutes: float, variant: str, out_root: Path) -> dict:
     m = json.loads((out / "metrics.json").read_text())
     return {"capture": capture, "variant": variant, "minutes": minutes, "psnr": m["psnr"], "ssim": m["ssim"],
             "step": m["step"], "views": m["n_views"], "size": f"{m['width']}x{m['height']}",
-            "s_per_frame": m["seconds_per_view"], "wall_min": (time.perf_counter() - start) / 60,
+            "s_per_frame": m["seconds_per_view"], "render_s": m.get("render_seconds_per_view", float("nan")),
+            "wall_min": (time.perf_counter() - start) / 60,
             "command": " ".join(cmd[:4] + ABLATIONS[variant]), "machine": at_start}
 
 
@@ -47,16 +49,19 @@ def main() -> int:
     ap.add_argument("--captures", nargs="+", default=["egypt", "coke_can", "cup_desk", "bird_figure"])
     ap.add_argument("--minutes", type=float, nargs="+", default=[10.0])
     ap.add_argument("--ablations", action="store_true", help="also each option changed from its default")
+    ap.add_argument("--variants", nargs="+", choices=[v.replace(" ", "_") for v in ABLATIONS], default=None,
+                    help="only these variants (instead of plain, or of all with --ablations)")
     ap.add_argument("--out", default="/tmp/capture_training", help="run folders")
     a = ap.parse_args()
     rows = []
     for capture in a.captures:
         for minutes in a.minutes:
-            for variant in (ABLATIONS if a.ablations else ["plain"]):
+            chosen = [v.replace("_", " ") for v in a.variants] if a.variants else None
+            for variant in chosen or (ABLATIONS if a.ablations else ["plain"]):
                 rows.append(run(capture, minutes, variant, Path(a.out)))
                 r = rows[-1]
                 print(f"{capture} {variant} {minutes:g} min: {r['psnr']:.2f} dB / {r['ssim']:.3f}, "
-                      f"{r['s_per_frame']:.2f} s/frame", flush=True)
+                      f"{r['render_s']:.2f} s per render", flush=True)
     path = dated("capture-training", "md")
     new = not path.exists()
     with path.open("a") as f:
@@ -64,13 +69,16 @@ def main() -> int:
             f.write("# Real captures with the plain command, " + path.stem[-10:] + "\n\n"
                     "Each row: one `train-scene --data CAPTURE train.max_minutes=M` run (plus the option named in "
                     "the variant column), then its own evaluation on the held-out frames (every 8th), at the "
-                    "training resolution of `configs/colmap.yaml` / `transforms.yaml`. s/frame: seconds per "
-                    "held-out frame rendered during that evaluation.\n\n"
-                    "| capture | variant | minutes | steps | PSNR | SSIM | views | size | s/frame | commit | load at start |\n"
-                    "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | --- |\n")
+                    "training resolution of `configs/colmap.yaml` / `transforms.yaml`. render s: median "
+                    "seconds to render one held-out frame; eval s/frame: the evaluation's seconds per frame (render, "
+                    "scoring, PNGs).\n\n"
+                    "| capture | variant | minutes | steps | PSNR | SSIM | views | size | render s | eval s/frame | commit "
+                    "| load at start |\n"
+                    "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- | --- |\n")
         for r in rows:
             f.write(f"| {r['capture']} | {r['variant']} | {r['minutes']:g} | {r['step']} | {r['psnr']:.2f} | "
-                    f"{r['ssim']:.3f} | {r['views']} | {r['size']} | {r['s_per_frame']:.2f} | {r['machine']['commit']} | "
+                    f"{r['ssim']:.3f} | {r['views']} | {r['size']} | {r['render_s']:.2f} | {r['s_per_frame']:.2f} | "
+                    f"{r['machine']['commit']} | "
                     f"{r['machine']['load_avg_1min']:.1f} |\n")
     print(f"wrote {path}")
     return 0

@@ -6,6 +6,7 @@ finds the newest one of a study (a later stage reading an earlier stage's output
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import datetime
 import glob
@@ -65,6 +66,15 @@ def machine() -> dict:
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def parse_variant(text: str, allow_empty: bool = False) -> tuple[str, list[str]]:
+    """--variant NAME=KEY=VALUE[,KEY=VALUE] -> (NAME, overrides); NAME= (no overrides) only with
+    allow_empty (the run's own settings)."""
+    name, sep, overrides = text.partition("=")
+    if not name or not sep or not (overrides or allow_empty):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=KEY=VALUE[,KEY=VALUE]" + (" or NAME=" if allow_empty else ""))
+    return name, [o for o in overrides.split(",") if o]
 
 
 def median(xs) -> float:

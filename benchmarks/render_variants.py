@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import sys
 import time
 from pathlib import Path
@@ -27,17 +28,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import dated, machine, median, write_json  # noqa: E402
+from benchmarks.common import dated, machine, median, parse_variant, write_json  # noqa: E402
 from nerf.datasets import load_scene  # noqa: E402
 from nerf.inference.views import psnr, render_view  # noqa: E402
 from nerf.runs.run_folder import load_run_config, load_trained_model  # noqa: E402
-
-
-def parse_variant(text: str) -> tuple[str, list[str]]:
-    name, sep, overrides = text.partition("=")
-    if not name or not sep:
-        raise SystemExit(f"--variant {text!r}: expected NAME=KEY=VALUE[,KEY=VALUE] or NAME=")
-    return name, [o for o in overrides.split(",") if o]
 
 
 def compare_run(run_dir: Path, variants: list[tuple[str, list[str]]], views: int, reps: int) -> dict:
@@ -71,7 +65,7 @@ def compare_run(run_dir: Path, variants: list[tuple[str, list[str]]], views: int
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dirs", nargs="+")
-    ap.add_argument("--variant", action="append", required=True, type=parse_variant,
+    ap.add_argument("--variant", action="append", required=True, type=functools.partial(parse_variant, allow_empty=True),
                     help="NAME=KEY=VALUE[,KEY=VALUE]: render-time overrides of one variant (repeat the flag); "
                          "data.* overrides do not apply, every variant is scored on the run's own views")
     ap.add_argument("--views", type=int, default=3)

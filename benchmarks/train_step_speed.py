@@ -26,17 +26,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import dated, machine, median, write_json  # noqa: E402
+from benchmarks.common import dated, machine, median, parse_variant, write_json  # noqa: E402
 from nerf.runs.checkpoints import load_latest_checkpoint  # noqa: E402
 from nerf.runs.run_folder import load_run_config  # noqa: E402
 from nerf.training.trainer import Trainer  # noqa: E402
-
-
-def parse_variant(text: str) -> tuple[str, list[str]]:
-    name, _, overrides = text.partition("=")
-    if not name or not overrides:
-        raise SystemExit(f"--variant {text!r}: expected NAME=KEY=VALUE[,KEY=VALUE]")
-    return name, overrides.split(",")
 
 
 def timed_steps(run_dir: Path, state: dict, overrides: list[str], warmup: int, steps: int, tmp: Path) -> dict:

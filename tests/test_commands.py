@@ -38,6 +38,8 @@ def test_train_scene_writes_the_run_folder(trained_run):
     assert metrics["split"] == "test" and metrics["n_views"] == 3 and metrics["step"] == 10
     assert 5.0 < metrics["psnr"] < 60.0 and 0.0 < metrics["ssim"] <= 1.0
     assert len(metrics["per_image"]) == 3 and "depth_mae" in metrics
+    # the renders alone take part of the evaluation's time per view (which adds scoring and PNGs)
+    assert 0 < metrics["render_seconds_per_view"] < metrics["seconds_per_view"] * 3
     assert len(list((run / "renders" / "test").glob("*.png"))) == 6
     assert "train.seed: 3" not in proc.stdout  # the seed lands in the saved config, not chatter
     assert "seed: 3" in (run / "config.yaml").read_text()

@@ -47,7 +47,8 @@ def evaluate_run(run_dir: Path, cfg: Config, model, step: int, info: SceneInfo, 
     metrics.update({"split": split, "step": step, "method": cfg.model.method, "scene": scene.name, **result})
     atomic_write_bytes(run_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
     log(f"{split}: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} over {metrics['n_views']} views "
-        f"at {scene.width}x{scene.height} (step {step}); wrote {run_dir / 'metrics.json'}")
+        f"at {scene.width}x{scene.height} (step {step}), {metrics['render_seconds_per_view']:.2f} s per render "
+        f"(median); wrote {run_dir / 'metrics.json'}")
     if "psnr_right_fitted_code" in metrics:
         log(f"{split}, right halves: PSNR {metrics['psnr_right_mean_code']:.2f} dB with the mean appearance code, "
             f"{metrics['psnr_right_fitted_code']:.2f} dB with a code fitted on each left half")

@@ -37,8 +37,10 @@ def score_views(model, scene, info: SceneInfo, chunk: int, on_view=None, progres
     """Render every view of `scene` and score it; `on_view(i, name, render, figures)` sees each.
 
     Returns the mean psnr and ssim, mean depth_mae when the scene has true depth, timing and
-    per-image figures. `ranks` (training/distributed.py, under torchrun) splits the views among
-    the processes; rank 0 receives them all, in order, and the others return None.
+    per-image figures. Timing: seconds_per_view is the whole evaluation's (render, scoring and
+    `on_view`, e.g. writing PNGs) per view; render_seconds_per_view the median of the renders
+    alone. `ranks` (training/distributed.py, under torchrun) splits the views among the processes;
+    rank 0 receives them all, in order, and the others return None.
     fit_appearance (models with appearance codes): also score each view's right half with the mean
     code and with a code fitted on its left half (inference/appearance_fit.py).
     """
@@ -48,10 +50,12 @@ def score_views(model, scene, info: SceneInfo, chunk: int, on_view=None, progres
     start = time.perf_counter()
 
     def score(i):
+        t0 = time.perf_counter()
         out = render_view(model, cams, i, info, chunk)
+        seconds = time.perf_counter() - t0
         gt = scene.images[i]
         figures = {"name": scene.image_names[i] if scene.image_names else str(i),
-                   "psnr": psnr(out["rgb"], gt), "ssim": ssim(out["rgb"], gt)}
+                   "psnr": psnr(out["rgb"], gt), "ssim": ssim(out["rgb"], gt), "render_seconds": seconds}
         if scene.depth is not None:
             figures["depth_mae"] = depth_error(out["depth"], scene.depth[i])
         if fit_appearance:
@@ -81,6 +85,8 @@ def score_views(model, scene, info: SceneInfo, chunk: int, on_view=None, progres
     if fit_appearance:
         result["psnr_right_mean_code"] = mean("psnr_right_mean_code")
         result["psnr_right_fitted_code"] = mean("psnr_right_fitted_code")
+    renders = sorted(f["render_seconds"] for f in per_image)
     result.update({"n_views": len(per_image), "seconds_per_view": elapsed / max(len(per_image), 1),
+                   "render_seconds_per_view": renders[len(renders) // 2] if renders else float("nan"),
                    "width": scene.width, "height": scene.height, "per_image": per_image})
     return result
