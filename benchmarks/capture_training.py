@@ -28,20 +28,29 @@ ABLATIONS = {"plain": [], "no contraction": ["model.fast.contraction=none"],
              "with camera refinement": ["model.fast.pose_refine=true"]}
 
 
-def run(capture: str, minutes: float, variant: str, out_root: Path) -> dict:
-    out = out_root / f"{capture}-{variant.replace(' ', '_')}-{minutes:g}min"
-    cmd = ["train-scene", "--data", str(CAPTURES / capture), f"train.max_minutes={minutes:g}", "--out", str(out),
-           "--overwrite", "--no-showcase", "--quiet"] + ABLATIONS[variant]
+def train_and_score(data: Path, out: Path, minutes: float, overrides: list[str]) -> dict:
+    """`train-scene --data DATA train.max_minutes=M OVERRIDES` into `out`, in a fresh process, then
+    the figures of its own evaluation (metrics.json) with the commit and load at its start."""
+    cmd = ["train-scene", "--data", str(data), f"train.max_minutes={minutes:g}", "--out", str(out),
+           "--overwrite", "--no-showcase", "--quiet"] + overrides
     at_start, start = machine(), time.perf_counter()  # the commit the run imports, the load before it
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
     m = json.loads((out / "metrics.json").read_text())
-    return {"capture": capture, "variant": variant, "minutes": minutes, "psnr": m["psnr"], "ssim": m["ssim"],
-            "step": m["step"], "views": m["n_views"], "size": f"{m['width']}x{m['height']}",
-            "s_per_frame": m["seconds_per_view"], "render_s": m.get("render_seconds_per_view", float("nan")),
-            "wall_min": (time.perf_counter() - start) / 60,
-            "command": " ".join(cmd[:4] + ABLATIONS[variant]), "machine": at_start}
+    return {"minutes": minutes, "psnr": m["psnr"], "ssim": m["ssim"], "step": m["step"], "views": m["n_views"],
+            "size": f"{m['width']}x{m['height']}", "s_per_frame": m["seconds_per_view"],
+            "render_s": m.get("render_seconds_per_view", float("nan")),
+            "held_out": [f["name"] for f in m["per_image"]], "per_image_psnr": [f["psnr"] for f in m["per_image"]],
+            "wall_min": (time.perf_counter() - start) / 60, "machine": at_start}
+
+
+def run(capture: str, minutes: float, variant: str, out_root: Path) -> dict:
+    out = out_root / f"{capture}-{variant.replace(' ', '_')}-{minutes:g}min"
+    r = train_and_score(CAPTURES / capture, out, minutes, ABLATIONS[variant])
+    return {"capture": capture, "variant": variant, **r,
+            "command": " ".join(["train-scene", "--data", str(CAPTURES / capture), f"train.max_minutes={minutes:g}"]
+                                + ABLATIONS[variant])}
 
 
 def main() -> int:
