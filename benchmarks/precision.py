@@ -2,7 +2,11 @@
 how resident memory moves over it, each precision in a fresh process (same seed, same batches).
 
     python benchmarks/precision.py [--config blender_fast] [--data LEGO] [--downscale 4]
-                                   [--warmup 40] [--steps 80]
+                                   [--warmup 40] [--steps 80] [--reps 1] [--minutes M ...]
+
+--reps R: the precisions take turns R times (0: no step timing) (fresh processes), medians reported. --minutes M: also
+`train-scene --data DATA model.method=fast data.downscale=D train.max_minutes=M
+train.precision=P` for each precision in turn, scored by its own evaluation (PSNR at equal time).
 
 Writes benchmarks/results/precision_<config>-<date>.json (today's date, YYYY-MM-DD). The fast method's matrices change shape at
 every step (the number of kept samples varies); this is where a per-shape kernel cache shows.
@@ -19,7 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import LEGO, dated, machine, write_json  # noqa: E402
+from benchmarks.capture_training import train_and_score  # noqa: E402
+from benchmarks.common import LEGO, dated, machine, median, write_json  # noqa: E402
 
 
 def resident_mb() -> float:
@@ -55,20 +60,38 @@ def main() -> None:
     ap.add_argument("--downscale", type=int, default=4)
     ap.add_argument("--warmup", type=int, default=40)
     ap.add_argument("--steps", type=int, default=80)
+    ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--minutes", type=float, nargs="*", default=[], help="also train this long in each precision")
+    ap.add_argument("--runs", default="/tmp/precision_runs", help="run folders of the --minutes runs")
     ap.add_argument("--precision", choices=["fp32", "bf16"], help=argparse.SUPPRESS)  # child process
     a = ap.parse_args()
     if a.precision:
         print(json.dumps(one(a)))
         return
-    rows = []
-    for precision in ("bf16", "fp32"):
-        cmd = [sys.executable, __file__, "--precision", precision, "--config", a.config, "--data", a.data,
-               "--downscale", str(a.downscale), "--warmup", str(a.warmup), "--steps", str(a.steps)]
-        row = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
-        rows.append(row)
-        print(f"{precision}: steps {a.warmup}-{a.warmup + a.steps} in {row['seconds']:.1f} s, resident "
-              f"{row['rss_start_mb']:.0f} -> {row['rss_end_mb']:.0f} MB")
-    write_json(dated(f"precision_{a.config}", "json"), {"rows": rows, "settings": vars(a), "machine": machine()})
+    rows, at_start = [], machine()
+    for _ in range(a.reps):
+        for precision in ("bf16", "fp32"):
+            cmd = [sys.executable, __file__, "--precision", precision, "--config", a.config, "--data", a.data,
+                   "--downscale", str(a.downscale), "--warmup", str(a.warmup), "--steps", str(a.steps)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            row = json.loads(out.strip().splitlines()[-1])
+            rows.append(row)
+            print(f"{precision}: steps {a.warmup}-{a.warmup + a.steps} in {row['seconds']:.1f} s, resident "
+                  f"{row['rss_start_mb']:.0f} -> {row['rss_end_mb']:.0f} MB", flush=True)
+    medians = {p: median([r["seconds"] for r in rows if r["precision"] == p]) for p in ("bf16", "fp32")} if rows else {}
+    if medians:
+        print(f"median seconds for {a.steps} steps: " + ", ".join(f"{p} {v:.1f}" for p, v in medians.items()))
+    timed = []
+    for minutes in a.minutes:
+        for precision in ("bf16", "fp32"):
+            over = ["model.method=fast", f"data.downscale={a.downscale}", f"train.precision={precision}"]
+            r = train_and_score(Path(a.data), Path(a.runs) / f"{Path(a.data).name}-{precision}-{minutes:g}min",
+                                minutes, over)
+            timed.append({"precision": precision, **r})
+            print(f"{precision} {minutes:g} min: {r['step']} steps, {r['psnr']:.2f} dB / {r['ssim']:.4f} over "
+                  f"{r['views']} views, {r['render_s']:.2f} s per render", flush=True)
+    write_json(dated(f"precision_{a.config}", "json"), {"rows": rows, "median_seconds": medians, "timed_runs": timed,
+                                                         "settings": vars(a), "machine": at_start})
 
 
 if __name__ == "__main__":

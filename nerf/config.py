@@ -81,8 +81,8 @@ class TrainConfig:
             errs.append(f"train.lr_decay_over: must be steps or minutes, got {self.lr_decay_over!r}")
         elif self.lr_decay_over == "minutes" and self.max_minutes <= 0:
             errs.append("train.lr_decay_over: minutes needs a train.max_minutes budget (> 0)")
-        if self.precision not in ("fp32", "bf16"):
-            errs.append(f"train.precision: must be fp32 or bf16, got {self.precision!r}")
+        if self.precision not in ("fp32", "bf16", "auto"):
+            errs.append(f"train.precision: must be fp32, bf16 or auto, got {self.precision!r}")
         return errs
 
 

@@ -29,6 +29,27 @@ def trunc_exp(x: torch.Tensor) -> torch.Tensor:
     return _TruncExp.apply(x)
 
 
+def bucket_rows(n: int) -> int:
+    """n rounded up to one of 8-16 sizes per octave (multiples of 64 below 1024): at most an
+    eighth more rows, and few distinct sizes over a run."""
+    step = max(64, 1 << max(n.bit_length() - 4, 0))
+    return -(-n // step) * step
+
+
+def bucketed(mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """mlp(x), under low-precision autocast on rows padded with zeros to `bucket_rows`. A bf16
+    matrix product on the CPU builds and caches a kernel per new shape, and the number of samples
+    changes at every step: padded, a run meets a few dozen shapes and reuses their kernels. The
+    padded rows' outputs are cut off, so they get no gradient and change nothing."""
+    n = x.shape[0]
+    if not torch.is_autocast_enabled(x.device.type):
+        return mlp(x)
+    m = bucket_rows(n)
+    if m == n:
+        return mlp(x)
+    return mlp(torch.cat([x, x.new_zeros((m - n,) + x.shape[1:])]))[:n]
+
+
 class FastField(nn.Module):
     def __init__(self, encoding: nn.Module, hidden: int = 64, geo_features: int = 15, colour_hidden: int = 64,
                  sh_degree: int = 4, density_bias: float = 0.0, appearance_dim: int = 0,
@@ -64,7 +85,7 @@ class FastField(nn.Module):
         return list(self.density_mlp.parameters()) + list(self.colour_mlp.parameters()) + extra
 
     def _geometry(self, x: torch.Tensor) -> torch.Tensor:
-        return self.density_mlp(self.encoding(x))
+        return bucketed(self.density_mlp, self.encoding(x))
 
     def density(self, x: torch.Tensor) -> torch.Tensor:
         """(n, 3) -> (n,) density."""
@@ -81,7 +102,7 @@ class FastField(nn.Module):
         parts = [features, self.dir_enc(d).to(features.dtype)]
         if self.appearance_dim and self.appearance_affine is None:
             parts.append(appearance.to(features.dtype))
-        rgb = torch.sigmoid(self.colour_mlp(torch.cat(parts, -1)).float())
+        rgb = torch.sigmoid(bucketed(self.colour_mlp, torch.cat(parts, -1)).float())
         if self.appearance_affine is not None:
             gain, offset = self.appearance_affine(appearance.float()).split(3, dim=-1)
             rgb = rgb * torch.exp(gain) + offset

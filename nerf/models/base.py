@@ -7,6 +7,8 @@ come); schedules reach it through the `before_step` hook. The trainer knows no m
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -16,6 +18,20 @@ from nerf.scene_rays import SceneInfo
 TRAIN, RENDER = "train", "render"  # forward() modes
 
 
+@functools.lru_cache(maxsize=None)
+def native_bf16(device_type: str) -> bool:
+    """Whether this machine multiplies bf16 matrices in hardware: a CUDA GPU with bf16, or a CPU
+    with AVX512-BF16 or AMX tiles. Elsewhere bf16 is emulated and slower than fp32."""
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device_type != "cpu":
+        return False
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(c is None for c in checks):
+        return False
+    return any(c is not None and c() for c in checks)
+
+
 class RenderModel(nn.Module):
     """A model renders a RayBundle into a dict with at least rgb (n, 3), depth (n, 1),
     opacity (n, 1) and samples_per_ray (a float), and scores its outputs against target pixels."""
@@ -23,13 +39,16 @@ class RenderModel(nn.Module):
     def __init__(self, info: SceneInfo, precision: str = "fp32", seed: int = 0):
         super().__init__()
         self.info, self.seed = info, seed
+        self.precision = precision  # fp32, bf16, or auto: bf16 where the device has it natively
         self.bf16 = precision == "bf16"
         bg = torch.tensor(info.background, dtype=torch.float32) if info.background is not None else None
         self.register_buffer("background", bg, persistent=False)
 
     def autocast(self, device_type: str):
-        """bf16 autocast when the run asked for it (train.precision), else a no-op context."""
-        return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=self.bf16)
+        """bf16 autocast when the run asked for it (train.precision bf16, or auto on a device with
+        native bf16: `native_bf16`), else a no-op context."""
+        on = self.bf16 or (self.precision == "auto" and native_bf16(device_type))
+        return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=on)
 
     def forward(self, rays: RayBundle, mode: str = RENDER, generator: torch.Generator | None = None,
                 jitter: bool | None = None) -> dict:
