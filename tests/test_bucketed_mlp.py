@@ -1,5 +1,7 @@
 """bf16 matrix products on padded rows: the buckets stay few and tight, and padding changes
 neither the outputs nor the gradients of the real rows."""
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -35,3 +37,18 @@ def test_padding_leaves_outputs_and_gradients_unchanged():
     assert gw0.abs().max() > 1.0  # the weight gradient is a sum over 1500 rows: a loose bound still bites
     # without autocast nothing is padded: exactly the plain product
     torch.testing.assert_close(bucketed(mlp, x), mlp(x), rtol=0, atol=0)
+
+
+def test_precision_auto_follows_the_machine():
+    from nerf.models.base import RenderModel, native_bf16
+    from nerf.scene_rays import SceneInfo
+
+    info = SceneInfo(near=0.1, far=1.0, bbox=[[-1.0] * 3, [1.0] * 3], background=None)
+    expected = {"fp32": False, "bf16": True, "auto": native_bf16("cpu")}
+    for precision, on in expected.items():
+        with RenderModel(info, precision=precision).autocast("cpu"):
+            assert torch.is_autocast_enabled("cpu") == on, precision
+    cpuinfo = Path("/proc/cpuinfo")  # the flags the answer rests on, where Linux lists them
+    if cpuinfo.is_file():
+        flags = cpuinfo.read_text()
+        assert native_bf16("cpu") == (" avx512_bf16" in flags or " amx_bf16" in flags or " amx_tile" in flags)

@@ -53,7 +53,7 @@ def test_round_trip(tmp_path):
     ("model:\n  width: wide\n", "'model.nerf.width' must be int"),
     ("train: [1, 2\n", "malformed YAML at line"),
     ("- 1\n- 2\n", "expected a mapping"),
-    ("train:\n  precision: fp8\n", "train.precision: must be fp32 or bf16"),
+    ("train:\n  precision: fp8\n", "train.precision: must be fp32, bf16 or auto"),
 ])
 def test_bad_config_files_are_named(tmp_path, text, needle):
     f = tmp_path / "bad.yaml"

@@ -154,21 +154,25 @@ def test_render_path_equals_training_path(trained):
     scene = load_scene(dataclasses.replace(tr.cfg.data, max_images=1), "test")
     rays = view_rays(scene.cameras, 0, tr.info).to(DEVICE)
     model = tr.model.eval()
-    configured = model.fc.render_weight_min
-    with torch.enable_grad():
-        ref = model(rays, mode="train", jitter=False)
+    configured, precision = model.fc.render_weight_min, model.precision
     model.fc.render_weight_min = 0.0  # every sample the training path keeps
+    for model.precision, atol in (("fp32", 1e-5), ("bf16", 2e-2)):  # bf16 rounds by batch shape
+        with torch.enable_grad():
+            ref = model(rays, mode="train", jitter=False)
+        with torch.no_grad():
+            fast = model(rays, mode="render")
+        assert fast["samples_per_ray"] == ref["samples_per_ray"] > 0
+        for k in ("rgb", "depth", "opacity"):
+            assert torch.allclose(fast[k], ref[k].detach(), atol=atol), (model.precision, k)
+    model.precision = "fp32"
     with torch.no_grad():
         fast = model(rays, mode="render")
-    assert fast["samples_per_ray"] == ref["samples_per_ray"] > 0
-    for k in ("rgb", "depth", "opacity"):
-        assert torch.allclose(fast[k], ref[k].detach(), atol=1e-5), k
     # samples of weight <= 1e-4 get no colour but still absorb: opacity and depth stay exact, and
     # a pixel's colour changes by at most the weight of those samples (colours lie in [0, 1])
     model.fc.render_weight_min = 1e-4
     with torch.no_grad():
         lean = model(rays, mode="render")
-    model.fc.render_weight_min = configured
+    model.fc.render_weight_min, model.precision = configured, precision
     assert lean["samples_per_ray"] == fast["samples_per_ray"]
     for k in ("opacity", "depth"):
         assert same(lean[k], fast[k]), k
@@ -211,7 +215,7 @@ def test_random_background_only_for_training_rays_of_photos(trained):
     tr, _, _ = trained
     info = dataclasses.replace(tr.info, background=None)
     fc = dataclasses.replace(tr.cfg.model.fast, contraction="none")  # the same boxed field, seen as a photo capture
-    model = type(tr.model)(fc, info).to(DEVICE)
+    model = type(tr.model)(fc, info, precision=tr.model.precision).to(DEVICE)
     model.load_state_dict(tr.model.state_dict())
     scene = load_scene(dataclasses.replace(tr.cfg.data, max_images=1), "test")
     rays = view_rays(scene.cameras, 0, info).to(DEVICE)

@@ -40,14 +40,13 @@ class RenderModel(nn.Module):
         super().__init__()
         self.info, self.seed = info, seed
         self.precision = precision  # fp32, bf16, or auto: bf16 where the device has it natively
-        self.bf16 = precision == "bf16"
         bg = torch.tensor(info.background, dtype=torch.float32) if info.background is not None else None
         self.register_buffer("background", bg, persistent=False)
 
     def autocast(self, device_type: str):
         """bf16 autocast when the run asked for it (train.precision bf16, or auto on a device with
         native bf16: `native_bf16`), else a no-op context."""
-        on = self.bf16 or (self.precision == "auto" and native_bf16(device_type))
+        on = self.precision == "bf16" or (self.precision == "auto" and native_bf16(device_type))
         return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=on)
 
     def forward(self, rays: RayBundle, mode: str = RENDER, generator: torch.Generator | None = None,
