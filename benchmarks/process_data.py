@@ -161,7 +161,12 @@ def fmt_err(e: dict | None) -> str:
             f"{e['centre_max_pct']:.2f} | {e['n']}")
 
 
+NOTES = "\n## Notes"  # a section written by hand below the table: kept when the record is rewritten
+
+
 def write_md(path: Path, rows: list[dict], info: dict, commands: list[str]) -> None:
+    old = path.read_text() if path.is_file() else ""
+    notes = old[old.index(NOTES):] if NOTES in old else ""
     lines = [
         f"# process-data on the shared captures, {info['date']}",
         "",
@@ -234,7 +239,7 @@ def write_md(path: Path, rows: list[dict], info: dict, commands: list[str]) -> N
         "capture-training records (benchmarks/results/capture-training-*.md).",
         "",
     ]
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(lines) + notes)
 
 
 def main(argv=None) -> int:
