@@ -13,6 +13,8 @@ Stages, each timed and shown with a progress bar:
 4. map: incremental mapping with bundle adjustment (pycolmap.incremental_mapping); its bar
    counts image registrations as COLMAP reports them (a restarted model counts again, so the
    count is a guide, not exact); the largest model is kept and a split into several is warned of;
+   a model that folds (neighbouring images facing opposite ways: `datasets.sfm_folds`) is mapped
+   again from the pairs of images close in name order only, and the better kept;
 5. write: DIR/sparse/0 (the COLMAP model), DIR/transforms.json, DIR/sparse_pc.ply,
    DIR/images_2, images_4, images_8 (area-averaged copies) and DIR/process_report.json.
 
@@ -42,6 +44,7 @@ from typing import Callable
 
 import numpy as np
 
+from nerf.datasets import sfm_folds
 from nerf.datasets.colmap import image_records, qvec_to_rotmat
 from nerf.datasets.errors import DatasetError
 from nerf.datasets.video_frames import VIDEO_SUFFIXES, is_video, pick_frames, video_info
@@ -361,6 +364,43 @@ def _map(db: Path, image_dir: Path, work_dir: Path, n_images: int, opts: Process
     return dict(models or {})
 
 
+def _largest(models: dict):
+    return max(models.values(), key=lambda r: r.num_reg_images()) if models else None
+
+
+def _unfold(models: dict, db: Path, image_dir: Path, work_dir: Path, names: list[str], opts: ProcessOptions,
+            threads: int, runner: _Runner, report: dict, log: Callable[[str], None],
+            warn: Callable[[str], None]) -> dict:
+    """A model that folds (`datasets.sfm_folds`) is mapped again from the pairs of images close in
+    name order only; the new models replace the old when their largest registers as many images and
+    folds less. The report records the folds found before and after."""
+    rec = _largest(models)
+    if rec is None:
+        return models
+    pairs = sfm_folds.verified_pairs(db)
+    folds = sfm_folds.folded_pairs(rec, pairs, names, SEQUENTIAL_OVERLAP)
+    report["folded_pairs"] = len(folds)
+    if not sfm_folds.is_folded(folds):
+        return models
+    log(f"process-data: the model folds ({len(folds)} pairs of neighbouring images that share many matches face "
+        f"opposite ways, a sign of symmetric or repeated structure); mapping again from neighbouring images only")
+    dropped = sfm_folds.keep_near_pairs(db, names, SEQUENTIAL_OVERLAP)
+    shutil.rmtree(work_dir / "sparse", ignore_errors=True)
+    (work_dir / "sparse").mkdir()
+    again = _map(db, image_dir, work_dir, len(names), opts, threads, runner)
+    rec2 = _largest(again)
+    folds2 = sfm_folds.folded_pairs(rec2, pairs, names, SEQUENTIAL_OVERLAP) if rec2 is not None else folds
+    better = rec2 is not None and rec2.num_reg_images() >= rec.num_reg_images() and len(folds2) < len(folds)
+    report["remap"] = {"pairs_dropped": dropped, "images_registered": rec2.num_reg_images() if rec2 else 0,
+                       "folded_pairs": len(folds2), "kept": better}
+    if better:
+        log(f"process-data: remapped: {rec2.num_reg_images()} images, {len(folds2)} folded pairs")
+        return again
+    warn(f"process-data: warning: the model folds ({len(folds)} pairs of neighbouring images face opposite ways) "
+         f"and mapping neighbouring images only did not do better; its poses are likely wrong in places")
+    return models
+
+
 # ------------------------------------------------------------------------------------ writing
 
 def camera_keys(cam) -> dict:
@@ -559,13 +599,12 @@ def process_data(source: Path, out: Path, opts: ProcessOptions, log: Callable[[s
 
         t = time.perf_counter()
         models = _map(db, image_dir, work_dir, n, opts, threads, runner)
+        models = _unfold(models, db, image_dir, work_dir, names, opts, threads, runner, report, log, warn)
         seconds["map"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        registered, rec = 0, None
-        if models:
-            rec = max(models.values(), key=lambda r: r.num_reg_images())
-            registered = rec.num_reg_images()
+        rec = _largest(models)
+        registered = rec.num_reg_images() if rec is not None else 0
         report.update(images_registered=registered, models=sorted((r.num_reg_images() for r in models.values()),
                                                                    reverse=True))
         if rec is not None:
