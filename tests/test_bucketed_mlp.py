@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from nerf.fields.grid_field import bucket_rows, bucketed
+from nerf.fields.grid_field import FastField, bucket_rows, bucketed
 
 
 def test_buckets_are_tight_and_few():
@@ -52,3 +52,30 @@ def test_precision_auto_follows_the_machine():
     if cpuinfo.is_file():
         flags = cpuinfo.read_text()
         assert native_bf16("cpu") == (" avx512_bf16" in flags or " amx_bf16" in flags or " amx_tile" in flags)
+
+
+def test_reflect_feeds_the_direction_mirrored_about_the_learned_normal():
+    """With the normal head fixed to +z, the colour head's mirrored-direction inputs are the
+    harmonics of (dx, dy, -dz): a head that reads the three first-order ones of that part returns
+    sigmoid(-c y, c z, -c x) of the mirrored direction."""
+    from nerf.fields.grids import DenseGrid
+
+    box = torch.tensor([[-1.0] * 3, [1.0] * 3])
+    field = FastField(DenseGrid(box, 4, 4), geo_features=5, sh_degree=2, reflect=True)
+    with torch.no_grad():
+        field.normal_head.weight.zero_()
+        field.normal_head.bias.copy_(torch.tensor([0.0, 0.0, 2.0]))  # any length: it is normalised
+    head = torch.nn.Linear(5 + 4 + 4, 3, bias=False)
+    with torch.no_grad():
+        head.weight.zero_()
+        for out, col in enumerate((10, 11, 12)):  # features 0-4, harmonics of d 5-8, mirrored 9-12
+            head.weight[out, col] = 1.0
+    field.colour_mlp = head
+    g = torch.Generator().manual_seed(0)
+    d = torch.nn.functional.normalize(torch.randn(64, 3, generator=g), dim=-1)
+    rgb = field.colour(torch.randn(64, 5, generator=g), d)
+    m = d * torch.tensor([1.0, 1.0, -1.0])
+    c1 = 0.4886025119029199
+    want = torch.sigmoid(torch.stack([-c1 * m[:, 1], c1 * m[:, 2], -c1 * m[:, 0]], -1))
+    assert torch.allclose(rgb, want, atol=1e-6)
+    assert any(p is field.normal_head.weight for p in field.mlp_parameters())

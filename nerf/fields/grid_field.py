@@ -53,7 +53,7 @@ def bucketed(mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
 class FastField(nn.Module):
     def __init__(self, encoding: nn.Module, hidden: int = 64, geo_features: int = 15, colour_hidden: int = 64,
                  sh_degree: int = 4, density_bias: float = 0.0, appearance_dim: int = 0,
-                 appearance_mode: str = "affine"):
+                 appearance_mode: str = "affine", reflect: bool = False):
         super().__init__()
         self.encoding = encoding
         self.geo_features = geo_features
@@ -72,7 +72,13 @@ class FastField(nn.Module):
             self.appearance_affine = nn.Linear(appearance_dim, 6)
             nn.init.zeros_(self.appearance_affine.weight)
             nn.init.zeros_(self.appearance_affine.bias)
-        self.colour_mlp = nn.Sequential(nn.Linear(geo_features + self.dir_enc.out_dim + head_codes, colour_hidden),
+        # reflect: the head also sees the view direction mirrored about a normal read linearly off the
+        # geometry features (Ref-NeRF's reflected direction, with the normal learned, not derived
+        # from the density): a highlight is a fixed lobe around the mirrored direction, which the
+        # head then need not build from the view direction and the features by itself
+        self.normal_head = nn.Linear(geo_features, 3) if reflect else None
+        n_dir = self.dir_enc.out_dim * (2 if reflect else 1)
+        self.colour_mlp = nn.Sequential(nn.Linear(geo_features + n_dir + head_codes, colour_hidden),
                                         nn.ReLU(inplace=True),
                                         nn.Linear(colour_hidden, colour_hidden), nn.ReLU(inplace=True),
                                         nn.Linear(colour_hidden, 3))
@@ -82,6 +88,8 @@ class FastField(nn.Module):
 
     def mlp_parameters(self) -> list[nn.Parameter]:
         extra = [] if self.appearance_affine is None else list(self.appearance_affine.parameters())
+        if self.normal_head is not None:
+            extra += list(self.normal_head.parameters())
         return list(self.density_mlp.parameters()) + list(self.colour_mlp.parameters()) + extra
 
     def _geometry(self, x: torch.Tensor) -> torch.Tensor:
@@ -100,6 +108,10 @@ class FastField(nn.Module):
         """Geometry features (n, geo_features) seen from directions (n, 3), with appearance codes
         (n, appearance_dim) when the field has them -> rgb (n, 3)."""
         parts = [features, self.dir_enc(d).to(features.dtype)]
+        if self.normal_head is not None:
+            normal = nn.functional.normalize(self.normal_head(features.float()), dim=-1)
+            mirrored = d - 2.0 * (d * normal).sum(-1, keepdim=True) * normal
+            parts.append(self.dir_enc(mirrored).to(features.dtype))
         if self.appearance_dim and self.appearance_affine is None:
             parts.append(appearance.to(features.dtype))
         rgb = torch.sigmoid(bucketed(self.colour_mlp, torch.cat(parts, -1)).float())

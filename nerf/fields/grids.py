@@ -310,12 +310,13 @@ class TensoRFVM(_BoxEncoding):
 
 
 class SphericalHarmonics(nn.Module):
-    """Real spherical harmonics of unit directions (n, 3) up to `degree` - 1 (degree 4 -> 16 terms)."""
+    """Real spherical harmonics of unit directions (n, 3) up to `degree` - 1 (degree 4 -> 16 terms,
+    5 -> 25: sharper view-dependent lobes, such as a highlight, for a few more head inputs)."""
 
     def __init__(self, degree: int = 4):
         super().__init__()
-        if not 1 <= degree <= 4:
-            raise ValueError(f"spherical harmonics degree must be 1..4, got {degree}")
+        if not 1 <= degree <= 5:
+            raise ValueError(f"spherical harmonics degree must be 1..5, got {degree}")
         self.degree = degree
         self.out_dim = degree * degree
 
@@ -335,6 +336,12 @@ class SphericalHarmonics(nn.Module):
                     -0.4570457994644658 * y * (4 * zz - xx - yy), 0.3731763325901154 * z * (2 * zz - 3 * xx - 3 * yy),
                     -0.4570457994644658 * x * (4 * zz - xx - yy), 1.445305721320277 * z * (xx - yy),
                     -0.5900435899266435 * x * (xx - 3 * yy)]
+        if self.degree > 4:
+            out += [2.5033429417967046 * x * y * (xx - yy), -1.7701307697799304 * y * z * (3 * xx - yy),
+                    0.9461746957575601 * x * y * (7 * zz - 1), -0.6690465435572892 * y * z * (7 * zz - 3),
+                    0.10578554691520431 * (35 * zz * zz - 30 * zz + 3), -0.6690465435572892 * x * z * (7 * zz - 3),
+                    0.47308734787878004 * (xx - yy) * (7 * zz - 1), -1.7701307697799304 * x * z * (xx - 3 * yy),
+                    0.6258357354491761 * (xx * (xx - 3 * yy) - yy * (3 * xx - yy))]
         return torch.stack(out, -1)
 
 

@@ -42,7 +42,9 @@ class FastConfig:
     `grid_res`^3 when dense_res is 0), or auto: tensorf in a box, dense in contracted space
     (see `resolve_encoding`).
     hidden/geo_features/colour_hidden: the small MLP heads; sh_degree: spherical harmonics of the
-    view direction (1-4). steps: marching steps along the scene box's diagonal. occ_*: the
+    view direction (1-5). reflect: the colour head also sees the view direction mirrored about a
+    normal it learns (`FastField`), for highlights and mirror-like materials.
+    steps: marching steps along the scene box's diagonal. occ_*: the
     occupancy grid (resolution, refresh interval in steps, warm-up steps, cells refreshed per
     update (0 = all in warm-up, a quarter after), opacity threshold, decay). early_stop: stop a
     ray below this transmittance; alpha_min: drop samples with less opacity. grid_lr_scale:
@@ -127,6 +129,7 @@ class FastConfig:
     geo_features: int = 15
     colour_hidden: int = 64
     sh_degree: int = 4
+    reflect: bool = False
     steps: int = 512
     occ_res: int = 128
     occ_update_every: int = 16
@@ -178,8 +181,8 @@ class FastConfig:
                 errs.append(f"model.fast.{k}: must be >= 1, got {getattr(self, k)}")
         if not 10 <= self.hash_log2_size <= 24:
             errs.append(f"model.fast.hash_log2_size: must be in [10, 24], got {self.hash_log2_size}")
-        if not 1 <= self.sh_degree <= 4:
-            errs.append(f"model.fast.sh_degree: must be in [1, 4], got {self.sh_degree}")
+        if not 1 <= self.sh_degree <= 5:
+            errs.append(f"model.fast.sh_degree: must be in [1, 5], got {self.sh_degree}")
         for k in ("occ_warmup", "occ_cells", "train_samples", "appearance_dim", "alpha_min", "render_weight_min",
                   "distortion_weight", "near_grad_distance"):
             if getattr(self, k) < 0:
@@ -301,7 +304,7 @@ class FastNeRF(RenderModel):
         bias = math.log(-math.log(1.0 - fc.init_alpha) / step)
         self.field = FastField(build_encoding(fc, bbox), fc.hidden, fc.geo_features, fc.colour_hidden, fc.sh_degree,
                                density_bias=bias, appearance_dim=fc.appearance_dim,
-                               appearance_mode=fc.appearance_mode)
+                               appearance_mode=fc.appearance_mode, reflect=fc.reflect)
         per_image = fc.appearance_dim > 0 or fc.pose_refine
         if per_image and info.n_images < 1:
             raise ValueError("model.fast.appearance_dim / pose_refine: the scene does not say how many training images it has")
