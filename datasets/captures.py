@@ -12,7 +12,8 @@ Every frame's pose is an OpenGL camera-to-world matrix in the file's world. The 
   error names two files that differ);
 - takes the content box from the loader (a box in the file, sparse points) or else from where the
   training cameras' view frusta meet (`poses.frusta_box`), recorded as metadata['box_source'];
-- sets near/far from the scene points' depths when the format has points (COLMAP), else from the
+- sets near/far from the scene points' depths when the format has points (COLMAP, a transforms.json
+  with a PLY), else from the
   box holding the content; data.near / data.far override both.
 Photos without alpha render over black; RGBA images are composited onto data.background.
 """

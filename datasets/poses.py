@@ -84,6 +84,28 @@ def box_bounds(c2w: np.ndarray, bbox: np.ndarray, min_fraction: float = 0.02) ->
     return near, far
 
 
+def points_depth_range(c2w: np.ndarray, intrinsics: np.ndarray, xyz: np.ndarray) -> tuple[float, float] | None:
+    """(near, far) from sparse points (m, 3) without their visibility: for each camera (n, 4, 4,
+    OpenGL) with intrinsics (n, 6: fx, fy, cx, cy, width, height), the points inside its image and
+    in front of it; the 0.1 percentile of their depth along the optical axis and the 99.9 percentile
+    of their distance, widened by 10% either way over all cameras, as COLMAP's points give it with
+    visibility (`colmap.depth_range`). None when no camera sees a point."""
+    nears, fars = [], []
+    for pose, (fx, fy, cx, cy, w, h) in zip(np.asarray(c2w, dtype=np.float64), np.asarray(intrinsics, np.float64)):
+        cam = (xyz - pose[:3, 3]) @ pose[:3, :3]  # camera axes, OpenGL: looking along -z
+        z = -cam[:, 2]
+        front = z > 1e-9
+        u = fx * cam[front, 0] / z[front] + cx
+        v = -fy * cam[front, 1] / z[front] + cy
+        seen = (u >= 0) & (u <= w) & (v >= 0) & (v <= h)
+        if seen.any():
+            nears.append(np.percentile(z[front][seen], 0.1))
+            fars.append(np.percentile(np.linalg.norm(cam[front][seen], axis=-1), 99.9))
+    if not nears:
+        return None
+    return 0.9 * float(min(nears)), 1.1 * float(max(fars))
+
+
 def view_directions(c2w: np.ndarray) -> np.ndarray:
     """(n, 3) unit directions the cameras (n, 4, 4) look along (OpenGL: their -z axis)."""
     fwd = -np.asarray(c2w, dtype=np.float64)[:, :3, 2]

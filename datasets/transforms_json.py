@@ -29,7 +29,8 @@ too, instant-ngp's cube of aabb_scale times its longest side around its centre);
 (with instant-ngp's scale and offset: [0.5 - aabb_scale / 2, 0.5 + aabb_scale / 2]^3 in
 instant-ngp's space); else the 1st-99th percentile box of the sparse points in the PLY file that
 `ply_file_path` names (nerfstudio; ASCII or binary little-endian); else where the training
-cameras' view frusta meet (`poses.frusta_box`). metadata['box_source'] says which.
+cameras' view frusta meet (`poses.frusta_box`). metadata['box_source'] says which. With the
+PLY's points, near/far come from the points in each camera's view (`poses.points_depth_range`).
 Masks: a frame's mask_path (nerfstudio: white = use, black = ignore; masks_N/ beside images_N/),
 else instant-ngp's dynamic_mask_<image stem>.png beside the image (any non-black pixel is ignored).
 Split: nerfstudio's train_filenames / val_filenames / test_filenames; without them, frames are
@@ -50,7 +51,7 @@ from nerf.datasets.captures import Frame, build_scene, lens_row
 from nerf.datasets.errors import DatasetError
 from nerf.datasets.imageops import check_image_file, unreadable
 from nerf.datasets.options import DataOptions
-from nerf.datasets.poses import to_homogeneous
+from nerf.datasets.poses import points_depth_range, to_homogeneous
 from nerf.datasets.scene import Scene
 
 FILE = "transforms.json"
@@ -451,25 +452,31 @@ def read_ply_xyz(path: Path) -> np.ndarray:
     raise DatasetError(f"{path}: PLY file has no vertex element")
 
 
-def content_box(root: Path, meta: dict, path: Path) -> tuple[np.ndarray | None, str]:
-    """The box the file gives (aabb, aabb_scale) or its sparse points give, and where it came from;
-    (None, 'frusta') when neither does (the scene assembly then finds where the frusta meet)."""
+def sparse_points(root: Path, meta: dict) -> np.ndarray | None:
+    """The finite points (m, 3) of the PLY file `ply_file_path` names (nerfstudio), or None."""
+    ply = meta.get("ply_file_path")
+    if not (isinstance(ply, str) and ply):
+        return None
+    ply_path = root / ply.replace("\\", "/")
+    if not ply_path.is_file():
+        return None
+    xyz = read_ply_xyz(ply_path)
+    return xyz[np.all(np.isfinite(xyz), axis=1)]
+
+
+def content_box(root: Path, meta: dict, path: Path, xyz: np.ndarray | None = None) -> tuple[np.ndarray | None, str]:
+    """The box the file gives (aabb, aabb_scale) or its sparse points `xyz` give, and where it came
+    from; (None, 'frusta') when neither does (the scene assembly then finds where the frusta meet)."""
     box = aabb_box(meta, path)
     if box is not None:
         return box, "aabb"
     box = ngp_box(meta, path)
     if box is not None:
         return box, "aabb_scale"
-    ply = meta.get("ply_file_path")
-    if isinstance(ply, str) and ply:
-        ply_path = root / ply.replace("\\", "/")
-        if ply_path.is_file():
-            xyz = read_ply_xyz(ply_path)
-            xyz = xyz[np.all(np.isfinite(xyz), axis=1)]
-            if len(xyz) >= 8:
-                lo, hi = np.percentile(xyz, [1.0, 99.0], axis=0)
-                if np.all(hi > lo):
-                    return np.stack([lo, hi]), "points"
+    if xyz is not None and len(xyz) >= 8:
+        lo, hi = np.percentile(xyz, [1.0, 99.0], axis=0)
+        if np.all(hi > lo):
+            return np.stack([lo, hi]), "points"
     return None, "frusta"
 
 
@@ -490,9 +497,15 @@ def load_transforms_json(root: Path, split: str, opts: DataOptions) -> Scene:
     parsed = [frame_from_json(root, path, meta, fr, order[k], folder) for k, fr in enumerate(frames)]
     models = sorted({model for _, model in parsed})
     named = _named_split(meta, frames, path)
-    box, box_source = content_box(root, meta, path)
+    xyz = sparse_points(root, meta)
+    box, box_source = content_box(root, meta, path, xyz)
+    depths = None
+    if box_source == "points":  # the points also bound the rays, as a COLMAP model's do
+        cams = [f for f, _ in parsed]
+        depths = points_depth_range(np.stack([f.c2w for f in cams]),
+                                    np.array([[f.fx, f.fy, f.cx, f.cy, f.width, f.height] for f in cams]), xyz)
     return build_scene(root, "transforms", [f for f, _ in parsed], split, opts, path, named=named, bbox=box,
-                       downscale=area,
+                       depth_range=depths, downscale=area,
                        metadata={"aabb_scale": meta.get("aabb_scale"), "camera_model": ", ".join(models),
                                  "box_source": box_source, "file": path.name,
                                  "image_folder": f"images_{folder}" if folder > 1 else None})

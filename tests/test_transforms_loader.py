@@ -292,6 +292,21 @@ def test_box_from_the_ply_points(tmp_path, binary):
     assert load(root).metadata["box_source"] == "frusta"
 
 
+def test_ray_bounds_from_the_ply_points_in_view(tmp_path):
+    """With a PLY, near and far come from the points each camera sees, as a COLMAP model's do: a
+    tight cluster at the ring's centre, sqrt(10) from every camera along its optical axis, gives
+    0.9 and 1.1 times that; a point below the ring, in no camera's view, changes nothing."""
+    cluster = np.random.default_rng(4).normal(0.0, 1e-3, (300, 3))
+    xyz = np.concatenate([cluster, [[0.0, 0.0, -50.0]]])
+    root = write_capture(tmp_path, ring(), top={"fl_x": 30.0, "ply_file_path": "sparse_pc.ply"})
+    write_ply(root / "sparse_pc.ply", xyz, True)
+    s = load(root)
+    scale = s.metadata["scale"]
+    assert s.near / scale == pytest.approx(0.9 * math.sqrt(10), rel=2e-3)
+    assert s.far / scale == pytest.approx(1.1 * math.sqrt(10), rel=2e-3)
+    assert load(root, near=0.5).near == 0.5  # data.near still wins
+
+
 @pytest.mark.parametrize("arc_deg", [360, 90])
 def test_box_without_one_in_the_file_holds_the_object(tmp_path, arc_deg):
     """An object (a ball of radius 0.5 off the world origin) filmed from a ring or a 90-degree arc:
