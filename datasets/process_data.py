@@ -14,7 +14,8 @@ Stages, each timed and shown with a progress bar:
    counts image registrations as COLMAP reports them (a restarted model counts again, so the
    count is a guide, not exact); the largest model is kept and a split into several is warned of;
    a model that folds (neighbouring images facing opposite ways: `datasets.sfm_folds`) is mapped
-   again from the pairs of images close in name order only, and the better kept;
+   again from the pairs of images close in name order only, then with the loop closures that
+   agree with that model put back, and the better kept;
 5. write: DIR/sparse/0 (the COLMAP model), DIR/transforms.json, DIR/sparse_pc.ply,
    DIR/images_2, images_4, images_8 (area-averaged copies) and DIR/process_report.json.
 
@@ -368,12 +369,22 @@ def _largest(models: dict):
     return max(models.values(), key=lambda r: r.num_reg_images()) if models else None
 
 
+def _remap(db: Path, image_dir: Path, work_dir: Path, names: list[str], opts: ProcessOptions, threads: int,
+           runner: _Runner) -> dict:
+    """Incremental mapping again, into an emptied work_dir/sparse."""
+    shutil.rmtree(work_dir / "sparse", ignore_errors=True)
+    (work_dir / "sparse").mkdir()
+    return _map(db, image_dir, work_dir, len(names), opts, threads, runner)
+
+
 def _unfold(models: dict, db: Path, image_dir: Path, work_dir: Path, names: list[str], opts: ProcessOptions,
             threads: int, runner: _Runner, report: dict, log: Callable[[str], None],
             warn: Callable[[str], None]) -> dict:
     """A model that folds (`datasets.sfm_folds`) is mapped again from the pairs of images close in
     name order only; the new models replace the old when their largest registers as many images and
-    folds less. The report records the folds found before and after."""
+    folds less. Then the distant pairs that agree with it (loop closures) are put back and the
+    images mapped once more, kept if that registers as many and folds no more. The report records
+    the folds found at each stage."""
     rec = _largest(models)
     if rec is None:
         return models
@@ -385,16 +396,25 @@ def _unfold(models: dict, db: Path, image_dir: Path, work_dir: Path, names: list
     log(f"process-data: the model folds ({len(folds)} pairs of neighbouring images that share many matches face "
         f"opposite ways, a sign of symmetric or repeated structure); mapping again from neighbouring images only")
     dropped = sfm_folds.keep_near_pairs(db, names, SEQUENTIAL_OVERLAP)
-    shutil.rmtree(work_dir / "sparse", ignore_errors=True)
-    (work_dir / "sparse").mkdir()
-    again = _map(db, image_dir, work_dir, len(names), opts, threads, runner)
+    again = _remap(db, image_dir, work_dir, names, opts, threads, runner)
     rec2 = _largest(again)
     folds2 = sfm_folds.folded_pairs(rec2, pairs, names, SEQUENTIAL_OVERLAP) if rec2 is not None else folds
     better = rec2 is not None and rec2.num_reg_images() >= rec.num_reg_images() and len(folds2) < len(folds)
-    report["remap"] = {"pairs_dropped": dropped, "images_registered": rec2.num_reg_images() if rec2 else 0,
+    report["remap"] = {"pairs_dropped": len(dropped), "images_registered": rec2.num_reg_images() if rec2 else 0,
                        "folded_pairs": len(folds2), "kept": better}
     if better:
         log(f"process-data: remapped: {rec2.num_reg_images()} images, {len(folds2)} folded pairs")
+        restored = sfm_folds.restore_pairs(db, dropped, rec2)
+        closed = _remap(db, image_dir, work_dir, names, opts, threads, runner) if restored else {}
+        rec3 = _largest(closed)
+        folds3 = sfm_folds.folded_pairs(rec3, pairs, names, SEQUENTIAL_OVERLAP) if rec3 is not None else folds
+        kept = rec3 is not None and rec3.num_reg_images() >= rec2.num_reg_images() and len(folds3) <= len(folds2)
+        report["loop_closure"] = {"pairs_restored": restored, "images_registered": rec3.num_reg_images() if rec3 else 0,
+                                  "folded_pairs": len(folds3), "kept": kept}
+        if kept:
+            log(f"process-data: {restored} loop-closing pairs put back: {rec3.num_reg_images()} images, "
+                f"{len(folds3)} folded pairs")
+            return closed
         return again
     warn(f"process-data: warning: the model folds ({len(folds)} pairs of neighbouring images face opposite ways) "
          f"and mapping neighbouring images only did not do better; its poses are likely wrong in places")

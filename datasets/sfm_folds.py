@@ -10,7 +10,9 @@ model is wrong, while such a pair of distant images means the matches are.
 
 The repair keeps only the pairs of images close in name order (a video's frames, and photo sets
 numbered as they were taken) and maps again; the new model is kept when it registers as many
-images and no longer folds."""
+images and folds less. Built from neighbours only, it drifts along the path (one object seen twice
+in two places); so the distant pairs whose images look the same way in it (the loop closures) are
+put back and the images mapped a third time, and that model is kept if it does not fold again."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,6 +22,7 @@ import numpy as np
 MIN_INLIERS = 30  # verified matches for a pair to count as seeing the same surface
 OPPOSITE_DEGREES = 100.0  # optical axes further apart than this cannot share that many matches
 MIN_FOLDED_PAIRS = 2  # neighbouring pairs facing opposite ways before a model counts as folded
+LOOP_DEGREES = 60.0  # distant pairs looking closer than this in the unfolded model are loop closures
 
 
 def verified_pairs(db: Path) -> list[tuple[str, str, int]]:
@@ -74,22 +77,46 @@ def is_folded(folds: list) -> bool:
     return len(folds) >= MIN_FOLDED_PAIRS
 
 
-def keep_near_pairs(db: Path, names: list[str], overlap: int) -> int:
+def keep_near_pairs(db: Path, names: list[str], overlap: int) -> list[tuple[int, int, object]]:
     """Delete the verified geometry of every pair more than `overlap` apart in name order from the
-    database (their raw matches stay); returns how many were deleted."""
+    database (their raw matches stay); returns what was deleted, (image_id_a, image_id_b,
+    pycolmap.TwoViewGeometry), for `restore_pairs`."""
     import pycolmap
 
     order = {n: i for i, n in enumerate(sorted(names))}
     database = pycolmap.Database.open(db)
     try:
         by_id = {im.image_id: im.name for im in database.read_all_images()}
-        ids, _ = database.read_two_view_geometries()
-        dropped = 0
-        for pair_id in ids:
+        ids, geometries = database.read_two_view_geometries()
+        dropped = []
+        for pair_id, geometry in zip(ids, geometries):
             a, b = pycolmap.pair_id_to_image_pair(pair_id)
             if abs(order[by_id[a]] - order[by_id[b]]) > overlap:
                 database.delete_two_view_geometry(a, b)
-                dropped += 1
+                dropped.append((a, b, geometry))
     finally:
         database.close()
     return dropped
+
+
+def restore_pairs(db: Path, dropped: list[tuple[int, int, object]], rec, degrees: float = LOOP_DEGREES) -> int:
+    """Write back the dropped pairs whose images look within `degrees` of each other in the
+    unfolded model `rec`: the loop closures (the same side of the scene seen again later), which
+    undo the drift of a model built from neighbours only, without the matches across the scene
+    that folded it. Returns how many were written back."""
+    import pycolmap
+
+    axes = optical_axes(rec)
+    limit = np.cos(np.radians(degrees))
+    database = pycolmap.Database.open(db)
+    try:
+        by_id = {im.image_id: im.name for im in database.read_all_images()}
+        back = 0
+        for a, b, geometry in dropped:
+            na, nb = by_id[a], by_id[b]
+            if na in axes and nb in axes and float(axes[na] @ axes[nb]) > limit:
+                database.write_two_view_geometry(a, b, geometry)
+                back += 1
+    finally:
+        database.close()
+    return back

@@ -3,7 +3,7 @@
 Checked: the fold test on hand-made camera axes and pairs (neighbouring pairs facing opposite ways
 count, distant ones and weakly matched ones do not), and, on the beer_can capture's photos at half
 size (a can on a tiled floor whose first model folds three times), that process-data finds the
-folds, maps again from neighbouring photos and writes a model in which no two consecutive photos
+folds, maps again from neighbouring photos, puts the loop closures back and writes a model in which no two consecutive photos
 turn by more than 30 degrees, with every photo registered.
 """
 import json
@@ -69,6 +69,8 @@ def test_process_data_unfolds_the_beer_can(tmp_path, capsys):
     report = json.loads((out / "process_report.json").read_text())
     assert report["folded_pairs"] >= sfm_folds.MIN_FOLDED_PAIRS, report  # the first model folds
     assert report["remap"]["kept"] and report["remap"]["folded_pairs"] == 0, report
+    # the loop closures that agree with the unfolded model come back without folding it again
+    assert report["loop_closure"]["pairs_restored"] > 0 and report["loop_closure"]["kept"], report
     assert "mapping again" in log.out
     assert report["images_registered"] == report["images_given"] == 71
     assert turns(json.loads((out / "transforms.json").read_text())).max() < 30
