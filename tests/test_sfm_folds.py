@@ -3,8 +3,8 @@
 Checked: the fold test on hand-made camera axes and pairs (neighbouring pairs facing opposite ways
 count, distant ones and weakly matched ones do not), and, on the beer_can capture's photos at half
 size (a can on a tiled floor whose first model folds three times), that process-data finds the
-folds, maps again from neighbouring photos, puts the loop closures back and writes a model in which no two consecutive photos
-turn by more than 30 degrees, with every photo registered.
+folds, maps again from neighbouring photos, puts the loop closures back and writes a model in
+which no two consecutive photos turn by more than 30 degrees, with every photo registered.
 """
 import json
 
