@@ -21,7 +21,7 @@ import numpy as np
 
 MIN_INLIERS = 30  # verified matches for a pair to count as seeing the same surface
 OPPOSITE_DEGREES = 100.0  # optical axes further apart than this cannot share that many matches
-MIN_FOLDED_PAIRS = 2  # neighbouring pairs facing opposite ways before a model counts as folded
+MIN_FOLDED_PAIRS = 1  # neighbouring pairs facing opposite ways that make a model folded (one is a fold)
 LOOP_DEGREES = 60.0  # distant pairs looking closer than this in the unfolded model are loop closures
 
 

@@ -42,7 +42,7 @@ def test_only_neighbouring_pairs_make_a_fold():
 
     folds = sfm_folds.opposite_pairs(axes, sfm_folds.split_by_distance(near + far, names, 10)[0])
     assert sorted(folds) == [(names[9], names[10], 100), (names[19], names[20], 100)]
-    assert sfm_folds.is_folded(folds) and not sfm_folds.is_folded(folds[:1])
+    assert sfm_folds.is_folded(folds) and sfm_folds.is_folded(folds[:1]) and not sfm_folds.is_folded([])
     # the distant pairs facing opposite ways are false matches, not folds
     assert len(sfm_folds.opposite_pairs(axes, far)) > 0
     assert sfm_folds.split_by_distance(far, names, 10)[0] == []
