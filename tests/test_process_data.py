@@ -83,6 +83,7 @@ def test_photos_register_align_and_round_trip(capture, tmp_path, capsys):
     report = json.loads((out / "process_report.json").read_text())
     assert report["status"] == "ok" and report["images_given"] == report["images_registered"] == N_VIEWS
     assert report["points3d"] > 500 and report["mean_reprojection_error_px"] < 1.0
+    assert report["folded_pairs"] == 0 and "remap" not in report, report  # a sound model is left alone
     assert set(report["seconds"]) >= {"extract", "match", "map", "write"}
     for k in (1, 2, 4, 8):
         folder = out / ("images" if k == 1 else f"images_{k}")
