@@ -100,6 +100,26 @@ def test_so3_exp_is_rodrigues():
     assert torch.isfinite(w.grad).all()
 
 
+def test_camera_refinement_ignores_a_correction_common_to_every_camera():
+    """The same turn and shift added to every image's correction moves no ray and no refined
+    camera: only the corrections' differences act, so the training cameras cannot drift away
+    from the held-out ones as a whole."""
+    ref = CameraRefinement(5)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        ref.delta.copy_(0.01 * torch.randn(5, 6, generator=g))
+    o, d = torch.randn(8, 3, generator=g), torch.nn.functional.normalize(torch.randn(8, 3, generator=g), dim=-1)
+    idx = torch.tensor([0, 1, 2, 3, 4, 0, 2, 4])
+    c2w = torch.eye(4).repeat(5, 1, 1)
+    before = ref.apply(o, d, idx), ref.refined(c2w)
+    with torch.no_grad():
+        ref.delta += torch.tensor([0.05, -0.02, 0.03, 0.4, 0.1, -0.2])
+    after = ref.apply(o, d, idx), ref.refined(c2w)
+    assert torch.allclose(before[0][0], after[0][0], atol=1e-6) and torch.allclose(before[0][1], after[0][1], atol=1e-6)
+    assert torch.allclose(before[1], after[1], atol=1e-6)
+    assert not torch.allclose(before[0][1], d, atol=1e-4)  # the differences still turn the rays
+
+
 def _pose_errors(c2w, true_c2w):
     """Median rotation error (degrees) and centre error of camera-to-world matrices."""
     rel = true_c2w[:, :3, :3].transpose(1, 2) @ c2w[:, :3, :3]
