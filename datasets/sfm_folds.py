@@ -57,10 +57,15 @@ def opposite_pairs(axes: dict[str, np.ndarray], pairs: list[tuple[str, str, int]
             if n >= min_inliers and a in axes and b in axes and float(axes[a] @ axes[b]) < limit]
 
 
+def name_order(names: list[str]) -> dict[str, int]:
+    """Each image's position in name order (capture order for a video's frames and numbered photos)."""
+    return {n: i for i, n in enumerate(sorted(names))}
+
+
 def split_by_distance(pairs: list[tuple[str, str, int]], names: list[str], overlap: int
                       ) -> tuple[list[tuple[str, str, int]], list[tuple[str, str, int]]]:
     """(pairs at most `overlap` apart in name order, the others)."""
-    order = {n: i for i, n in enumerate(sorted(names))}
+    order = name_order(names)
     near = [p for p in pairs if abs(order[p[0]] - order[p[1]]) <= overlap]
     far = [p for p in pairs if abs(order[p[0]] - order[p[1]]) > overlap]
     return near, far
@@ -83,7 +88,7 @@ def keep_near_pairs(db: Path, names: list[str], overlap: int) -> list[tuple[int,
     pycolmap.TwoViewGeometry), for `restore_pairs`."""
     import pycolmap
 
-    order = {n: i for i, n in enumerate(sorted(names))}
+    order = name_order(names)
     database = pycolmap.Database.open(db)
     try:
         by_id = {im.image_id: im.name for im in database.read_all_images()}
