@@ -40,7 +40,9 @@ class TrainConfig:
     the learning rate; collapse_check_after: the step from which an all-empty or all-solid field
     is reported. batch_shards: the batch is drawn in this many shards, each from its own random
     stream (0: one per process under torchrun); a single process with N shards reproduces an
-    N-process run, and takes a batch too large for memory one shard at a time."""
+    N-process run, and takes a batch too large for memory one shard at a time. pixel_jitter: each
+    training ray passes through a random point of its pixel instead of the centre (instant-ngp),
+    so a ray's expected colour is the pixel's area average, as a photo records it."""
 
     max_steps: int = 200_000
     max_minutes: float = 0.0
@@ -52,6 +54,7 @@ class TrainConfig:
     lr_decay_over: str = "steps"
     precrop_steps: int = 0
     precrop_fraction: float = 0.5
+    pixel_jitter: bool = False
     precision: str = "fp32"
     log_every: int = 25
     eval_every: int = 500

@@ -77,3 +77,18 @@ def test_learning_rate_decays_over_steps_or_the_time_budget():
     assert learning_rate(cfg.train, 1, seconds=900.0) == pytest.approx(0.001)  # past the budget: the final rate
     with pytest.raises(Exception, match="lr_decay_over: minutes needs a train.max_minutes"):
         load_config("builtin", ["train.lr_decay_over=minutes", "train.max_minutes=0"])
+
+
+def test_pixel_jitter_draws_points_inside_the_pixel_whose_colour_it_returns():
+    from nerf.training.batches import sample_batch
+    images = torch.rand(3, 5, 7, 3)
+    for valid in (None, torch.arange(0, 3 * 5 * 7, 2)):
+        gen = torch.Generator().manual_seed(0)
+        cam, x, y, colour = sample_batch(images, 4000, gen, valid=valid, jitter=True)
+        ix, iy = x.floor().long(), y.floor().long()
+        assert torch.equal(colour, images[cam, iy, ix])  # the colour of the pixel the point lies in
+        fx, fy = x - ix, y - iy
+        for f in (fx, fy):  # uniform over the pixel: mean 1/2, variance 1/12, not stuck at the centre
+            assert abs(float(f.mean()) - 0.5) < 0.02 and abs(float(f.var()) - 1 / 12) < 0.01
+        cam, x, y, _ = sample_batch(images, 100, torch.Generator().manual_seed(0), valid=valid)
+        assert torch.equal(x - x.floor(), torch.full_like(x, 0.5))  # centres without jitter

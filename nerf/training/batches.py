@@ -1,4 +1,4 @@
-"""Training batches: random pixels (camera index, pixel centre, colour) from all training images."""
+"""Training batches: random pixels (camera index, position in the pixel, colour) from all training images."""
 from __future__ import annotations
 
 import torch
@@ -7,9 +7,12 @@ from nerf.errors import UserError
 
 
 def sample_batch(images: torch.Tensor, n_rays: int, generator: torch.Generator, crop: float = 1.0,
-                 valid: torch.Tensor | None = None):
+                 valid: torch.Tensor | None = None, jitter: bool = False):
     """Random pixels from all images (n, H, W, 3): camera index, x, y (pixel centres) and colours.
 
+    `jitter`: x, y at a uniform random point inside the pixel instead of its centre (instant-ngp's
+    training rays), so a ray's expected colour is the pixel's area average, which is what a photo
+    or an anti-aliased render records: parts thinner than a pixel are learned as what they cover.
     `crop` < 1 restricts rows and columns to the central fraction (the Blender warm-up).
     `valid`: flat indices (cam * H * W + y * W + x) of the only pixels to draw from, e.g. those a
     capture's masks keep (nerfstudio's rule: masked-out pixels never reach the loss).
@@ -19,14 +22,22 @@ def sample_batch(images: torch.Tensor, n_rays: int, generator: torch.Generator, 
     if valid is not None and crop >= 1:
         flat = valid[torch.randint(0, valid.numel(), (n_rays,), generator=generator, device=dev)].long()
         cam, y, x = flat // (h * w), (flat // w) % h, flat % w
-        return cam, x.float() + 0.5, y.float() + 0.5, images[cam, y, x]
+        return (cam, *_in_pixel(x, y, generator, jitter), images[cam, y, x])
     dh, dw = (int(h * crop / 2), int(w * crop / 2)) if crop < 1 else (h // 2, w // 2)
     y0, y1 = (h // 2 - dh, h // 2 + dh) if crop < 1 else (0, h)
     x0, x1 = (w // 2 - dw, w // 2 + dw) if crop < 1 else (0, w)
     cam = torch.randint(0, n, (n_rays,), generator=generator, device=dev)
     y = torch.randint(y0, y1, (n_rays,), generator=generator, device=dev)
     x = torch.randint(x0, x1, (n_rays,), generator=generator, device=dev)
-    return cam, x.float() + 0.5, y.float() + 0.5, images[cam, y, x]
+    return (cam, *_in_pixel(x, y, generator, jitter), images[cam, y, x])
+
+
+def _in_pixel(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, jitter: bool):
+    """Continuous coordinates of integer pixels x, y: their centres, or random points inside them."""
+    if not jitter:
+        return x.float() + 0.5, y.float() + 0.5
+    u = torch.rand(2, x.numel(), generator=generator, device=x.device)
+    return x.float() + u[0], y.float() + u[1]
 
 
 def masked_pixels(mask: torch.Tensor | None) -> torch.Tensor | None:

@@ -231,7 +231,7 @@ class Trainer:
         shards = []
         for s, generator in self.generators.items():  # this rank's shards of the global batch
             n = self.shard_sizes[s]
-            cam, x, y, target = sample_batch(self.images, n, generator, crop, self.valid_pixels)
+            cam, x, y, target = sample_batch(self.images, n, generator, crop, self.valid_pixels, t.pixel_jitter)
             rays = pixel_rays(self.cameras, cam, x, y, self.info)
             rays.cam_idx = cam  # the image of each ray, for per-image parameters
             shards.append((rays, target, generator, n / t.batch_rays))
