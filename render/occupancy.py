@@ -22,8 +22,12 @@ Unbounded scenes (`contraction` l2 or linf): the grid covers the contracted worl
 (`render.contraction`, around a `centre` with a `radius` that maps to the unit ball), and rays step
 uniformly in a warped distance s: t = s up to a `knee`, then t = knee * exp(s / knee - 1), so beyond
 the knee a step grows in proportion to the distance travelled (instant-ngp's cone stepping) and far
-space costs a number of steps that grows only with log(far). The same stride test applies: one
-stride never spans more than a coarse cell of the contracted grid.
+space costs a number of steps that grows only with log(far). With `growth` "quadratic" a step
+grows with the square of the distance instead: s = 2 knee - knee^2 / t beyond the knee (uniform in
+disparity, as mip-NeRF 360 spaces its far samples), which is how fast the contracted grid's cells
+grow with distance, so every cell gets about as many steps and the whole of space beyond the knee
+costs as many steps as the stretch before it. The same stride test applies: one stride never spans
+more than a coarse cell of the contracted grid.
 
 No learned parameters; the density is any callable positions (m, 3) -> (m,).
 """
@@ -39,6 +43,7 @@ from nerf.render.contraction import contract, uncontract
 from nerf.render.packed import exclusive_segment_cumsum, segment_starts, tau_from_alpha
 
 CONTRACTIONS = {"l2": 2.0, "linf": float("inf")}
+STEP_GROWTH = {"linear": 1, "quadratic": 2}  # how a contracted march's step grows beyond the knee
 
 
 def ray_box(origins: torch.Tensor, dirs: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor):
@@ -54,10 +59,12 @@ class OccupancyGrid(nn.Module):
 
     contraction "l2" or "linf": the grid lives in contracted space (`bbox` is then [-2, 2]^3), world
     points x map to contract((x - centre) / radius); `knee` (world units, > 0) is the distance
-    along a ray beyond which steps grow with distance (see the module docstring)."""
+    along a ray beyond which steps grow with distance, in proportion to it (`growth` linear) or
+    to its square (quadratic; see the module docstring)."""
 
     def __init__(self, bbox, res: int = 128, step: float = 0.01, threshold: float = 0.01, decay: float = 0.95,
-                 contraction: str = "none", centre=(0.0, 0.0, 0.0), radius: float = 1.0, knee: float = 0.0):
+                 contraction: str = "none", centre=(0.0, 0.0, 0.0), radius: float = 1.0, knee: float = 0.0,
+                 growth: str = "linear"):
         super().__init__()
         bbox = torch.as_tensor(bbox, dtype=torch.float32).reshape(2, 3)
         self.res, self.step, self.threshold, self.decay = int(res), float(step), float(threshold), float(decay)
@@ -66,6 +73,9 @@ class OccupancyGrid(nn.Module):
         self.order = CONTRACTIONS.get(contraction)  # None: the grid is in world space
         self.centre = torch.as_tensor(centre, dtype=torch.float32).reshape(3)
         self.radius, self.knee = float(radius), float(knee) if contraction != "none" else 0.0
+        if growth not in STEP_GROWTH:
+            raise ValueError(f"growth must be {' or '.join(STEP_GROWTH)}, got {growth!r}")
+        self.power = STEP_GROWTH[growth]  # a step beyond the knee: step * (t / knee) ** power
         self.register_buffer("bbox", bbox.clone())
         # Opacity estimate per cell; -1 marks a cell never visited, which counts as occupied.
         self.register_buffer("opacity", torch.full((self.res ** 3,), -1.0))
@@ -103,13 +113,17 @@ class OccupancyGrid(nn.Module):
         k = self.knee
         if k <= 0:
             return t
+        if self.power == 2:
+            return torch.where(t <= k, t, 2.0 * k - k * k / t.clamp_min(k))
         return torch.where(t <= k, t, k + k * torch.log(t.clamp_min(k) / k))
 
     def to_t(self, s: torch.Tensor) -> torch.Tensor:
-        """The inverse of `to_s`."""
+        """The inverse of `to_s` (quadratic growth: s below 2 knee, the warped distance of infinity)."""
         k = self.knee
         if k <= 0:
             return s
+        if self.power == 2:
+            return torch.where(s <= k, s, k * k / (2.0 * k - s.clamp(k, 2.0 * k * (1 - 1e-7))))
         return torch.where(s <= k, s, k * torch.exp((s.clamp_min(k) - k) / k))
 
     def intervals(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,7 +141,7 @@ class OccupancyGrid(nn.Module):
         if self.knee <= 0:
             return self.step
         dist = (x - self.centre.to(x.device)).norm(dim=-1)
-        return self.step * (dist / self.knee).clamp_min(1.0)
+        return self.step * (dist / self.knee).clamp_min(1.0) ** self.power
 
     def restrict(self, allowed: torch.Tensor) -> None:
         """Mark the cells where `allowed` (res^3,) is False as empty for good."""
@@ -321,7 +335,8 @@ class OccupancyGrid(nn.Module):
     def _stride(self) -> int:
         """Marching steps per coarse stride: as many as fit in a coarse cell's narrowest width.
         Contracted: a step spans at most step / radius of the grid's space inside the unit ball
-        and, with steps growing past the knee, at most about four times that outside it."""
+        and, with steps growing past the knee, at most about four times that outside it (the
+        contracted cells grow with the square of the distance, as the quadratic steps do)."""
         width = float(((self.bbox[1] - self.bbox[0]) / self.res).min()) * self.COARSE
         step = self.step if not self.contracted else 4.0 * self.step / self.radius
         return max(int(width / step * (1 - 1e-4)), 1)

@@ -63,6 +63,32 @@ def test_contracted_steps_cover_the_world_and_map_back():
     assert torch.allclose(grid.from_grid(grid.to_grid(x)), x, rtol=1e-3, atol=1e-3)
 
 
+def test_quadratic_steps_grow_with_the_square_of_distance_and_end_before_infinity():
+    """step_growth quadratic: fixed steps up to the knee, then width step * (t / knee)^2 (uniform
+    in disparity); the warped distance of infinity is twice the knee, so all of space beyond the
+    knee costs knee / step steps; the occupancy's local step agrees with the intervals."""
+    grid = OccupancyGrid([[-2.0] * 3, [2.0] * 3], 32, 0.01, contraction="linf", radius=0.5, knee=1.0,
+                         growth="quadratic")
+    s = torch.arange(0.005, 1.995, 0.01)
+    t = grid.to_t(s)
+    assert torch.allclose(grid.to_s(t), s, atol=1e-4)
+    t0, t1 = grid.intervals(t)
+    assert torch.allclose(t1[:-1], t0[1:], rtol=1e-5, atol=1e-5)  # contiguous
+    width = t1 - t0
+    assert torch.allclose(width[t1 < 1.0], torch.full_like(width[t1 < 1.0], 0.01), atol=1e-5)
+    mid = (t0 > 1.5) & (t1 < 20.0)
+    assert torch.allclose(width[mid], 0.01 * t[mid] ** 2, rtol=2e-2)
+    assert float(grid.to_s(torch.tensor(1e6))) == pytest.approx(2.0, abs=1e-5)
+    o, d = torch.zeros(2, 3), torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.6, 0.8]])
+    near, far = torch.zeros(2, 1), torch.tensor([[100.0], [1e4]])
+    _, counts = grid.ray_steps(o, d, near, far, torch.full((2,), 0.5))
+    assert counts.tolist() == [199, 200]  # (2 - 1 / 100) knee / step, then 2 knee / step
+    x = torch.tensor([[4.0, 0.0, 0.0]])
+    assert float(grid.local_step(x)) == pytest.approx(0.01 * 16.0)
+    with pytest.raises(ValueError, match="growth"):
+        OccupancyGrid([[-2.0] * 3, [2.0] * 3], 8, 0.01, contraction="linf", knee=1.0, growth="cubic")
+
+
 def test_contraction_beats_the_box_on_an_unbounded_scene(tmp_path):
     """Sky far outside the unit ball: the boxed model can only paint it on the box's walls, so
     its held-out views are wrong where parallax moves the sky; the contracted one places it."""

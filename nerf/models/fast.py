@@ -25,7 +25,7 @@ from nerf.models.base import RENDER, TRAIN, RenderModel
 from nerf.models.camera_refine import CameraRefinement
 from nerf.render.carving import camera_coverage, silhouette_hull
 from nerf.render.gradient_scaling import near_camera_scale, scale_gradient
-from nerf.render.occupancy import OccupancyGrid
+from nerf.render.occupancy import STEP_GROWTH, OccupancyGrid
 from nerf.render.packed import composite_packed, distortion_loss
 from nerf.render.rays import RayBundle
 from nerf.scene_rays import SceneInfo, ndc_frusta_box
@@ -86,7 +86,9 @@ class FastConfig:
     contracted world around the content box (its centre; its half-width, at most the cameras'
     unit ball, maps to the unit ball) and steps grow with distance (cone stepping: a step is the larger of the fixed step and
     `cone_angle` times the distance travelled, as instant-ngp), out to `contraction_far` times
-    the radius.
+    the radius. step_growth: quadratic makes the steps beyond that knee grow with the square of
+    the distance instead (uniform in disparity, as mip-NeRF 360), as fast as the contracted grid's
+    cells do, so far space costs about as many steps as the stretch before the knee.
     train_samples: at most this many samples with gradients per training batch (0: no cap);
     past it, a random subset of whole rays is trained on and the rest skipped, so a step costs
     about the same while the occupancy grid is still fog (instant-ngp's fixed sample budget,
@@ -165,6 +167,7 @@ class FastConfig:
     contraction: str = "auto"
     cone_angle: float = 1 / 256
     contraction_far: float = 32.0
+    step_growth: str = "linear"
 
     def validate(self) -> list[str]:
         errs = []
@@ -216,6 +219,8 @@ class FastConfig:
             errs.append(f"model.fast.appearance_mode: must be affine or head, got {self.appearance_mode!r}")
         if self.contraction not in ("auto", "none", "l2", "linf"):
             errs.append(f"model.fast.contraction: must be auto, none, l2 or linf, got {self.contraction!r}")
+        if self.step_growth not in STEP_GROWTH:
+            errs.append(f"model.fast.step_growth: must be {' or '.join(STEP_GROWTH)}, got {self.step_growth!r}")
         for k in ("cone_angle", "contraction_far"):
             if not getattr(self, k) > 0:
                 errs.append(f"model.fast.{k}: must be > 0, got {getattr(self, k)}")
@@ -290,7 +295,8 @@ class FastNeRF(RenderModel):
             bbox = [[-2.0] * 3, [2.0] * 3]
             step = 2.0 * math.sqrt(3.0) * radius / fc.steps  # the inner cube's diagonal in `steps`
             knee = step / fc.cone_angle  # the fixed step up to there, then cone_angle times the distance
-            grid_kw = {"contraction": self.contraction, "centre": centre, "radius": radius, "knee": knee}
+            grid_kw = {"contraction": self.contraction, "centre": centre, "radius": radius, "knee": knee,
+                       "growth": fc.step_growth}
             self.far_limit = 1.0 + float(torch.tensor(centre).norm()) + fc.contraction_far * radius
         else:
             bbox = NDC_BOX if info.ndc else info.bbox
@@ -472,7 +478,7 @@ class FastNeRF(RenderModel):
         out = composite_packed(sigma.float(), rgb.float(), t_start, t_end, ray_idx, n, background, far)
         if fc.distortion_weight > 0 and train:
             # on depths normalised to [0, 1] between each ray's near and far (NDC t already is),
-            # warped as the steps are (contracted: about log-distance beyond the knee)
+            # warped as the steps are (contracted: log-distance or disparity beyond the knee)
             near_s = grid.to_s(rays.near[:, 0])
             near, span = near_s[ray_idx], (grid.to_s(far[:, 0]) - near_s)[ray_idx]
             dist = distortion_loss(out["weights"], (grid.to_s(t_start) - near) / span,
