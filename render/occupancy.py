@@ -123,7 +123,7 @@ class OccupancyGrid(nn.Module):
         if k <= 0:
             return s
         if self.power == 2:
-            return torch.where(s <= k, s, k * k / (2.0 * k - s.clamp(k, 2.0 * k * (1 - 1e-7))))
+            return torch.where(s <= k, s, k * k / (2.0 * k - s.clamp(k, 2.0 * k * (1 - 1e-6))))
         return torch.where(s <= k, s, k * torch.exp((s.clamp_min(k) - k) / k))
 
     def intervals(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
