@@ -54,6 +54,8 @@ def test_round_trip(tmp_path):
     ("train: [1, 2\n", "malformed YAML at line"),
     ("- 1\n- 2\n", "expected a mapping"),
     ("train:\n  precision: fp8\n", "train.precision: must be fp32, bf16 or auto"),
+    ("model:\n  method: fast\n  fast:\n    step_growth: cubic\n",
+     "model.fast.step_growth: must be linear or quadratic, got 'cubic'"),
 ])
 def test_bad_config_files_are_named(tmp_path, text, needle):
     f = tmp_path / "bad.yaml"
@@ -103,3 +105,6 @@ def test_a_run_saved_before_contraction_stays_boxed(tmp_path):
     (tmp_path / "newest.yaml").write_text("model:\n  method: fast\n  fast:\n    appearance_mode: affine\n")
     assert load_config(None, [], base=read_run_yaml(tmp_path / "newest.yaml")).model.fast.appearance_mode == "affine"
     assert load_config("colmap").model.fast.appearance_mode == "affine"
+    # steps grew in proportion to distance before step_growth existed; the captures' config is quadratic
+    assert load_config(None, [], base=read_run_yaml(tmp_path / "new.yaml")).model.fast.step_growth == "linear"
+    assert load_config("colmap").model.fast.step_growth == "quadratic"

@@ -89,6 +89,24 @@ def test_quadratic_steps_grow_with_the_square_of_distance_and_end_before_infinit
         OccupancyGrid([[-2.0] * 3, [2.0] * 3], 8, 0.01, contraction="linf", knee=1.0, growth="cubic")
 
 
+def test_the_fast_method_marches_with_the_configured_step_growth():
+    """model.fast.step_growth reaches the occupancy grid of a contracted model; the far end costs
+    fewer steps with quadratic growth than with linear."""
+    from nerf.models.fast import FastConfig, FastNeRF
+    from nerf.scene_rays import SceneInfo
+
+    info = SceneInfo(near=0.05, far=100.0, bbox=[[-1.0] * 3, [1.0] * 3], background=None)
+    counts = {}
+    for growth in ("linear", "quadratic"):
+        fc = FastConfig(grid_res=8, dense_res=8, occ_res=16, contraction="linf", step_growth=growth)
+        grid = FastNeRF(fc, info).grid
+        assert grid.power == {"linear": 1, "quadratic": 2}[growth]
+        _, n = grid.ray_steps(torch.zeros(1, 3), torch.tensor([[1.0, 0.0, 0.0]]), torch.full((1, 1), 0.05),
+                              torch.full((1, 1), 1e3), torch.full((1,), 0.5))
+        counts[growth] = int(n)
+    assert counts["quadratic"] < 0.6 * counts["linear"], counts
+
+
 def test_contraction_beats_the_box_on_an_unbounded_scene(tmp_path):
     """Sky far outside the unit ball: the boxed model can only paint it on the box's walls, so
     its held-out views are wrong where parallax moves the sky; the contracted one places it."""

@@ -8,7 +8,8 @@ from nerf.errors import UserError
 
 def sample_batch(images: torch.Tensor, n_rays: int, generator: torch.Generator, crop: float = 1.0,
                  valid: torch.Tensor | None = None, jitter: bool = False):
-    """Random pixels from all images (n, H, W, 3): camera index, x, y (pixel centres) and colours.
+    """Random pixels from all images (n, H, W, 3): camera index, x, y (pixel centres, or points
+    inside the pixels with `jitter`) and colours.
 
     `jitter`: x, y at a uniform random point inside the pixel instead of its centre (instant-ngp's
     training rays), so a ray's expected colour is the pixel's area average, which is what a photo
