@@ -22,7 +22,8 @@ from benchmarks.common import dated, write_json  # noqa: E402
 
 # case (a process_data.py case of photos): the published capture folder it was made from
 CASES = {"beer_can_frames": "beer_can", "cup_desk": "cup_desk", "bird_figure": "bird_figure",
-         "cup_desk_per_image": "cup_desk"}
+         "cup_desk_per_image": "cup_desk", "cup_desk_focal_per_image": "cup_desk",
+         "bird_figure_focal_per_image": "bird_figure"}
 
 
 def main() -> int:

@@ -50,6 +50,9 @@ CASES = {
     "beer_can_frames": ("beer_can", "images", []),
     # a camera per photo, as the published model has: how much of the difference is the camera model?
     "cup_desk_per_image": ("cup_desk", "images", ["--camera-per-image"]),
+    # one shared camera for mapping, then a focal length per photo
+    "cup_desk_focal_per_image": ("cup_desk", "images", ["--focal-per-image"]),
+    "bird_figure_focal_per_image": ("bird_figure", "images", ["--focal-per-image"]),
 }
 DEFAULT = ("beer_can", "cup_desk", "bird_figure")
 

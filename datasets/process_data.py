@@ -45,7 +45,7 @@ from typing import Callable
 
 import numpy as np
 
-from nerf.datasets import sfm_folds
+from nerf.datasets import sfm_focal, sfm_folds
 from nerf.datasets.colmap import image_records, qvec_to_rotmat
 from nerf.datasets.errors import DatasetError
 from nerf.datasets.video_frames import VIDEO_SUFFIXES, is_video, pick_frames, video_info
@@ -71,13 +71,15 @@ class ProcessOptions:
     """camera_model: one of CAMERA_MODELS; matching: exhaustive, sequential or auto (sequential for
     a video, exhaustive for up to EXHAUSTIVE_UP_TO photos); frames: how many frames to keep from a
     video; camera_per_image: a camera per image instead of one shared (images may then differ in
-    size); seed: pycolmap's random seed; threads: 0 = the machine's; fov: the lens's horizontal
+    size); focal_per_image: one shared camera for mapping, then a focal length per image
+    (`sfm_focal`); seed: pycolmap's random seed; threads: 0 = the machine's; fov: the lens's horizontal
     field of view in degrees, a prior on the focal length for photos without EXIF data (0: none)."""
 
     camera_model: str = "OPENCV"
     matching: str = "auto"
     frames: int = 150
     camera_per_image: bool = False
+    focal_per_image: bool = False
     overwrite: bool = False
     seed: int = 0
     threads: int = 0
@@ -580,6 +582,7 @@ def process_data(source: Path, out: Path, opts: ProcessOptions, log: Callable[[s
     seconds: dict[str, float] = {}
     report = {"status": "running", "input": str(source), "input_kind": "video" if video else "photos",
               "camera_model": opts.camera_model, "single_camera": not opts.camera_per_image, "matching": matching,
+              "focal_per_image": opts.focal_per_image,
               "fov_prior_degrees": opts.fov or None, "threads": threads, "pycolmap": pycolmap.__version__, "seconds": seconds}
     try:
         t = time.perf_counter()
@@ -606,7 +609,8 @@ def process_data(source: Path, out: Path, opts: ProcessOptions, log: Callable[[s
             seconds["copy"] = time.perf_counter() - t
         n = len(names)
         report["images_given"] = n
-        log(f"process-data: {n} images, {opts.camera_model} camera{' per image' if opts.camera_per_image else ''}, "
+        log(f"process-data: {n} images, {opts.camera_model} camera{' per image' if opts.camera_per_image else ''}"
+            f"{' (a focal length per image)' if opts.focal_per_image else ''}, "
             f"{matching} matching, {threads} threads")
 
         t = time.perf_counter()
@@ -636,6 +640,12 @@ def process_data(source: Path, out: Path, opts: ProcessOptions, log: Callable[[s
                      f"{', '.join(str(s) for s in report['models'])} images; kept the largest "
                      f"({len(elsewhere)} images only in the others are dropped)")
             report["unregistered"] = sorted(set(names) - kept)
+            if opts.focal_per_image:
+                rec, report["focal_per_image"] = sfm_focal.refine_focal_per_image(rec, work_dir / "focal")
+                f = report["focal_per_image"]
+                log(f"process-data: a focal length per image: {f['focal_px_min']:.1f}-{f['focal_px_max']:.1f} px, "
+                    f"reprojection error {f['reprojection_error_before_px']:.3f} -> "
+                    f"{f['reprojection_error_after_px']:.3f} px")
             report["mean_reprojection_error_px"] = float(rec.compute_mean_reprojection_error())
             report["points3d"] = int(rec.num_points3D())
             (out / "sparse" / "0").mkdir(parents=True)
@@ -653,7 +663,7 @@ def process_data(source: Path, out: Path, opts: ProcessOptions, log: Callable[[s
         if registered < n:
             warn(f"process-data: warning: {n - registered} of {n} images did not register and are left out of "
                  f"transforms.json (listed in {REPORT})")
-        write_transforms(rec, out, not opts.camera_per_image)
+        write_transforms(rec, out, not (opts.camera_per_image or opts.focal_per_image))
         write_ply(rec, out / "sparse_pc.ply")
         write_downscaled(image_dir, out, names, opts.show_progress, runner.check)
         shutil.rmtree(work_dir, ignore_errors=True)
