@@ -71,10 +71,13 @@ def test_learning_rate_decays_over_steps_or_the_time_budget():
     cfg = load_config("builtin", ["train.lr=0.01", "train.lr_decay_factor=0.1", "train.lr_decay_steps=100"])
     assert learning_rate(cfg.train, 50) == pytest.approx(0.01 * 0.1 ** 0.5)
     cfg = load_config("builtin", ["train.lr=0.01", "train.lr_decay_factor=0.1", "train.max_minutes=10",
-                                  "train.lr_decay_over=minutes"])
-    assert learning_rate(cfg.train, 10_000, seconds=0.0) == pytest.approx(0.01)
+                                  "train.lr_decay_over=minutes", "train.max_steps=100000"])
+    assert learning_rate(cfg.train, 0, seconds=0.0) == pytest.approx(0.01)
     assert learning_rate(cfg.train, 1, seconds=300.0) == pytest.approx(0.01 * 0.1 ** 0.5)
     assert learning_rate(cfg.train, 1, seconds=900.0) == pytest.approx(0.001)  # past the budget: the final rate
+    # a run that will reach max_steps before the clock: the step share leads, ending fully decayed
+    assert learning_rate(cfg.train, 50_000, seconds=60.0) == pytest.approx(0.01 * 0.1 ** 0.5)
+    assert learning_rate(cfg.train, 100_000, seconds=60.0) == pytest.approx(0.001)
     with pytest.raises(Exception, match="lr_decay_over: minutes needs a train.max_minutes"):
         load_config("builtin", ["train.lr_decay_over=minutes", "train.max_minutes=0"])
 
