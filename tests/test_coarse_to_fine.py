@@ -74,12 +74,19 @@ def test_schedule_grows_by_equal_ratios_to_grid_res():
     model = build_run_model(cfg, SceneInfo.from_scene(scene, has_alpha=scene.alpha is not None))
     assert model.grid_schedule() == {500: 128, 1000: 256}
     assert model.field.encoding.res == 64
-    assert build_run_model(load_config("builtin", []), model.info).grid_schedule() == {}  # off by default
+    # the built-in config trains coarse to fine: 32 up to its 128 in four equal ratios by step 250
+    assert build_run_model(load_config("builtin", []), model.info).grid_schedule() == {
+        62: 45, 125: 64, 188: 91, 250: 128}
+    assert build_run_model(load_config("builtin", ["model.fast.grid_res_start=0"]), model.info).grid_schedule() == {}
+    # a start at or above the final resolution (the config's 32 with a lowered grid_res), or the hash
+    # grid: no schedule, the grid built at its final resolution
+    small = build_run_model(load_config("builtin", ["model.fast.grid_res=16"]), model.info)
+    assert small.grid_schedule() == {} and small.field.encoding.res == 16
+    assert build_run_model(load_config("builtin", ["model.fast.encoding=hash"]), model.info).grid_schedule() == {}
 
 
 @pytest.mark.parametrize("bad, message", [
-    (["model.fast.grid_res_start=300"], "grid_res_start: must be 0 (off) or in [2, grid_res=128]"),
-    (["model.fast.encoding=hash", "model.fast.grid_res_start=32"], "not the hash grid"),
+    (["model.fast.grid_res_start=1"], "grid_res_start: must be 0 (off) or >= 2, got 1"),
     (["model.fast.grid_res_start=32", "model.fast.grid_upsample_count=0"], "grid_upsample_count: must be >= 1"),
 ])
 def test_bad_schedules_are_config_errors(bad, message):

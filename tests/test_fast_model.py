@@ -237,7 +237,8 @@ def test_random_background_only_for_training_rays_of_photos(trained):
     with torch.no_grad():
         white = tr.model(rays, mode="train", generator=torch.Generator(DEVICE).manual_seed(0))
     tr.model.eval()
-    assert torch.allclose(white["rgb"] - off["rgb"], (1 - off["opacity"]).expand(-1, 3), atol=1e-5)
+    # atol: the two models' pruning probes (kept_share) may drop different steps behind opaque surfaces
+    assert torch.allclose(white["rgb"] - off["rgb"], (1 - off["opacity"]).expand(-1, 3), atol=5e-4)
 
 
 def test_regularisers_enter_the_loss(tmp_path):

@@ -349,7 +349,7 @@ def build_encoding(fc, bbox) -> nn.Module:
     """The position encoding named by `fc.encoding` (a FastConfig)."""
     if fc.encoding == "hash":
         return HashGrid(bbox, fc.hash_levels, fc.hash_features, fc.hash_log2_size, fc.hash_base_res, fc.hash_max_res)
-    res = fc.grid_res_start or fc.grid_res  # coarse-to-fine starts coarse (see FastConfig)
+    res = min(fc.grid_res_start or fc.grid_res, fc.grid_res)  # coarse-to-fine starts coarse (see FastConfig)
     if fc.encoding == "tensorf":
         return TensoRFVM(bbox, res, fc.tensorf_comp)
     if fc.encoding == "dense":

@@ -74,10 +74,12 @@ class FastConfig:
     scene box: finer cells on the content for the same parameters (TensoRF's box shrinking). On in
     blender.yaml; off by default, because on the built-in scene's short run the finer cells
     converge slower (benchmarks/results holds both figures).
-    grid_res_start: coarse-to-fine training (TensoRF's schedule, tensorf and dense grids): start
+    grid_res_start: coarse-to-fine training (TensoRF's schedule, tensorf and dense grids; the hash
+    grid, multiresolution by construction, ignores it): start
     the grid at this resolution and resample it up to `grid_res` (a dense grid: `dense_res` when
     set) in `grid_upsample_count` steps
-    of equal ratio, evenly spaced up to step `grid_upsample_until`; 0 starts at `grid_res`.
+    of equal ratio, evenly spaced up to step `grid_upsample_until`; 0, or a start at or above the
+    final resolution (a config's start kept while `grid_res` is lowered), starts at `grid_res`.
     contraction: unbounded scenes (mip-NeRF 360's scene contraction): none, l2, linf, or auto
     (linf for captures without alpha that are not in NDC: real photos whose background reaches
     the horizon; none for objects on a background colour, for NDC, and for captures whose file
@@ -204,14 +206,8 @@ class FastConfig:
         elif self.tv_weight > 0 and self.encoding == "hash":
             errs.append("model.fast.tv_weight: total variation needs a tensorf or dense grid, not the hash grid")
         if self.grid_res_start:
-            if self.encoding == "hash":
-                errs.append("model.fast.grid_res_start: coarse-to-fine needs a tensorf or dense grid, not the hash grid")
-            # the final resolution: dense_res for a dense grid that sets it (auto may become one)
-            key, top = ("dense_res", self.dense_res) if self.dense_res and self.encoding in ("dense", "auto") \
-                else ("grid_res", self.grid_res)
-            if not 2 <= self.grid_res_start <= top:
-                errs.append(f"model.fast.grid_res_start: must be 0 (off) or in [2, {key}={top}], "
-                            f"got {self.grid_res_start}")
+            if self.grid_res_start < 2:
+                errs.append(f"model.fast.grid_res_start: must be 0 (off) or >= 2, got {self.grid_res_start}")
             for k in ("grid_upsample_until", "grid_upsample_count"):
                 if getattr(self, k) < 1:
                     errs.append(f"model.fast.{k}: must be >= 1, got {getattr(self, k)}")
@@ -369,8 +365,8 @@ class FastNeRF(RenderModel):
         """Coarse-to-fine: {step: grid resolution from that step on}, empty when off. Resolutions
         grow by an equal ratio from grid_res_start to grid_res (TensoRF's log-linear schedule)."""
         fc = self.fc
-        if not fc.grid_res_start or fc.grid_res_start >= fc.grid_res:
-            return {}
+        if not fc.grid_res_start or fc.grid_res_start >= fc.grid_res or fc.encoding == "hash":
+            return {}  # the hash grid's own levels are its coarse-to-fine
         n, lo, hi = fc.grid_upsample_count, math.log(fc.grid_res_start), math.log(fc.grid_res)
         return {round(fc.grid_upsample_until * i / n): round(math.exp(lo + (hi - lo) * i / n)) for i in range(1, n + 1)}
 
