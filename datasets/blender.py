@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from nerf.datasets.errors import DatasetError
-from nerf.datasets.imageops import composite_premultiplied, load_rgba_stack, read_image
+from nerf.datasets.imageops import composite_stack_, load_rgba_stack, read_image
 from nerf.datasets.options import DataOptions
 from nerf.datasets.poses import check_poses, to_homogeneous
 from nerf.datasets.scene import Cameras, Scene, evenly_spaced
@@ -74,7 +74,7 @@ def load_blender(root: Path, split: str, opts: DataOptions) -> Scene:
     rgb, alpha = load_rgba_stack(files, opts.downscale)
     bg = torch.ones(3) if opts.background == "white" else torch.zeros(3)
     if alpha is not None:
-        rgb = composite_premultiplied(torch.cat([rgb, alpha[..., None]], -1), bg)
+        rgb = composite_stack_(rgb, alpha, bg)
     n, h, w = rgb.shape[:3]
     # Intrinsics from the full-size image: a downscale that does not divide it crops the right and
     # bottom edges, which moves neither the focal length nor the principal point (in full pixels);

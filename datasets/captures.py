@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from nerf.datasets.errors import DatasetError
-from nerf.datasets.imageops import composite_premultiplied, downscale_area, load_rgba_stack, read_image
+from nerf.datasets.imageops import composite_stack_, downscale_area, load_rgba_stack, read_image
 from nerf.datasets.options import DataOptions
 from nerf.datasets.poses import box_bounds, check_poses, frusta_box, holdout_indices, normalize_cameras
 from nerf.datasets.scene import Cameras, Scene, evenly_spaced
@@ -142,7 +142,7 @@ def build_scene(root: Path, fmt: str, frames: list[Frame], split: str, opts: Dat
     sy = np.array([_scale_to(h, f.height) for f in sel])
     if alpha is not None:
         background = torch.ones(3) if opts.background == "white" else torch.zeros(3)
-        rgb = composite_premultiplied(torch.cat([rgb, alpha[..., None]], -1), background)
+        rgb = composite_stack_(rgb, alpha, background)
     else:
         background = torch.zeros(3)
 

@@ -75,6 +75,14 @@ def composite_premultiplied(rgba: torch.Tensor, background: torch.Tensor) -> tor
     return rgba[..., :3] + (1.0 - rgba[..., 3:]) * background
 
 
+def composite_stack_(rgb: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+    """Premultiplied RGB (n, H, W, 3) with alpha (n, H, W) over a (3,) background, in place and
+    one image at a time: a split of 800x800 views needs no second (n, H, W, 4) copy. Returns `rgb`."""
+    for k in range(rgb.shape[0]):
+        rgb[k] += (1.0 - alpha[k, ..., None]) * background
+    return rgb
+
+
 def load_rgba_stack(paths: list[Path], factor: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Read, check and downscale a list of images of one split into preallocated tensors.
 

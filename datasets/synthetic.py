@@ -34,7 +34,7 @@ import math
 
 import torch
 
-from nerf.datasets.imageops import composite_premultiplied, downscale_area
+from nerf.datasets.imageops import composite_stack_, downscale_area
 from nerf.datasets.options import DataOptions, SyntheticOptions
 from nerf.datasets.scene import Cameras, Scene, evenly_spaced
 from nerf.render.paths import look_at
@@ -346,7 +346,7 @@ def load_synthetic(split: str, opts: DataOptions) -> Scene:
     rgb = torch.stack([v[0] for v in views])
     alpha = torch.stack([v[1] for v in views])
     depth = torch.stack([v[2] for v in views])
-    images = composite_premultiplied(torch.cat([rgb, alpha[..., None]], -1), bg)
+    images = composite_stack_(rgb, alpha, bg)
     images, cams = _photo_errors(images, cams, so, split)
     near, far, bbox, meta = NEAR, FAR, torch.tensor(BBOX), {"format": "builtin", "seed": so.seed,
                                                              "random_content": so.random_content}

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nerf.datasets import DatasetError, load_scene
-from nerf.datasets.imageops import composite_premultiplied, downscale_area, premultiply
+from nerf.datasets.imageops import composite_premultiplied, composite_stack_, downscale_area, premultiply
 from nerf.datasets.options import DataOptions, SyntheticOptions
 from nerf.datasets.scene import evenly_spaced
 from nerf.datasets.synthetic import FAR, NEAR, shade
@@ -22,6 +22,17 @@ def test_downscale_averages_premultiplied_colour():
     assert torch.allclose(small, torch.tensor([0.25, 0.0, 0.0, 0.25]))
     over_white = composite_premultiplied(small, torch.ones(3))
     assert torch.allclose(over_white, torch.tensor([1.0, 0.75, 0.75]))
+
+
+def test_stack_composite_in_place_matches_per_pixel_rule():
+    g = torch.Generator().manual_seed(0)
+    alpha = torch.rand(3, 5, 4, generator=g)
+    rgb = torch.rand(3, 5, 4, 3, generator=g) * alpha[..., None]  # premultiplied
+    bg = torch.tensor([1.0, 0.5, 0.0])
+    want = composite_premultiplied(torch.cat([rgb, alpha[..., None]], -1), bg)
+    out = composite_stack_(rgb, alpha, bg)
+    assert out.data_ptr() == rgb.data_ptr()  # no second copy of the split
+    assert torch.allclose(out, want, atol=1e-6)
 
 
 def test_evenly_spaced_views():

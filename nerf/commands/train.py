@@ -105,6 +105,7 @@ def train(argv: list[str]) -> int:
                   f"Continue with: {again} --out {run_dir} --resume", file=sys.stderr)
         return INTERRUPTED_EXIT.get(result.interrupted_by, 1)
     log(f"trained {result.step} steps in {result.train_seconds / 60:.1f} min")
+    trainer.release_images()
     if not a.no_eval:
         evaluate_run(run_dir, cfg, trainer.model, result.step, trainer.info, cfg.eval.split, cfg.eval.max_views,
                      show_progress=not a.quiet, log=log, ranks=ranks if ranks.active else None)

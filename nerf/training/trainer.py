@@ -425,3 +425,9 @@ class Trainer:
         writer.flush()
         writer.close()
         return TrainResult(self.step, self.train_seconds, interrupted, last_eval)
+
+    def release_images(self) -> None:
+        """Drop the training and validation images (cameras and `info` stay): the evaluation that
+        follows training in the same process then never holds the training split and the test
+        split at once (800x800 lego: a gigabyte each)."""
+        self.scene = self.val_scene = self.images = self.valid_pixels = None
