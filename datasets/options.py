@@ -13,7 +13,7 @@ class SyntheticOptions:
     n_train: int = 40
     n_val: int = 4
     n_test: int = 12
-    supersample: int = 2
+    supersample: int = 4  # rays per pixel side: a faithful area average even where rods are thinner than a pixel
     fov_degrees: float = 40.0
     random_content: bool = False  # draw the shapes from the seed too (seed 0 stays the reference scene)
     # Materials and shapes real benchmarks have (datasets/synthetic.py), each off by default:

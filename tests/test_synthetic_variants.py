@@ -139,5 +139,5 @@ def test_thin_rods_are_learned_opaque(tmp_path):
     opacity, coverage = float(torch.cat(rendered).mean()), float(torch.cat(truth).mean())
     print(f"rods {res['psnr']:.2f} dB, opacity {opacity:.3f} against {coverage:.3f} true on "
           f"{sum(v.numel() for v in rendered)} rod pixels")
-    assert sum(v.numel() for v in rendered) > 20 and coverage > 0.8
-    assert opacity > 0.75 * coverage and res["psnr"] > 17.0
+    assert sum(v.numel() for v in rendered) > 20 and coverage > 0.6
+    assert opacity > 0.9 * coverage and res["psnr"] > 17.0
