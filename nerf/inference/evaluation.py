@@ -25,7 +25,7 @@ def evaluate_run(run_dir: Path, cfg: Config, model, step: int, info: SceneInfo, 
     code and with a code fitted on the left half (psnr_right_mean_code, psnr_right_fitted_code)."""
     fit_appearance = fit_appearance and getattr(model, "appearance", None) is not None
     scene = load_scene(dataclasses.replace(cfg.data, max_images=max_views), split)
-    scene = dataclasses.replace(scene, alpha=None)  # scores need the composited colours only (a quarter of the memory)
+    scene = dataclasses.replace(scene, alpha=None)  # scores need the composited colours only
     writer = ranks is None or ranks.writer
     out_dir = run_dir / "renders" / split
     if writer:

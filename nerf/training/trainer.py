@@ -429,5 +429,5 @@ class Trainer:
     def release_images(self) -> None:
         """Drop the training and validation images (cameras and `info` stay): the evaluation that
         follows training in the same process then never holds the training split and the test
-        split at once (800x800 lego: a gigabyte each)."""
+        split at once."""
         self.scene = self.val_scene = self.images = self.valid_pixels = None
