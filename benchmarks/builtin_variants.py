@@ -9,6 +9,12 @@ changes the time, not the figures.
     python benchmarks/builtin_variants.py --steps 500 --tag default
     python benchmarks/builtin_variants.py --steps 500 --tag try1 model.fast.sh_degree=4 ...
 
+Two diagnoses: --train-views also scores the training views (how well the field fits what it saw,
+against how well it carries that to new views); --supersample K also scores each test view
+rendered with KxK rays per pixel and area-averaged, as the truth is made; --split-error splits
+each variant's squared error between the pixels where its truth differs from the plain scene's
+(the highlight, the rods, the bars) and the rest.
+
 Writes benchmarks/results/builtin_variants_<tag>-<date>.json and prints a Markdown table.
 """
 from __future__ import annotations
@@ -27,6 +33,7 @@ from benchmarks.common import dated, machine, write_json  # noqa: E402
 from nerf.config import load_config  # noqa: E402
 from nerf.datasets import load_scene  # noqa: E402
 from nerf.inference.views import render_view, score_views  # noqa: E402
+from nerf.metrics import psnr, psnr_from_mse  # noqa: E402
 from nerf.training.trainer import Trainer  # noqa: E402
 
 VARIANTS = {
@@ -39,6 +46,32 @@ VARIANTS = {
 }
 
 
+def supersampled_psnr(model, scene, info, chunk: int, k: int) -> float:
+    """Mean PSNR of the views rendered at k times the resolution and area-averaged back: KxK rays
+    per pixel, as the built-in truth is made."""
+    vals = []
+    for i in range(len(scene)):
+        rgb = render_view(model, scene.cameras, i, info, chunk, scale=k)["rgb"]
+        small = torch.nn.functional.avg_pool2d(rgb.permute(2, 0, 1)[None], k)[0].permute(1, 2, 0)
+        vals.append(psnr(small, scene.images[i]))
+    return sum(vals) / len(vals)
+
+
+def split_error(model, scene, plain, info, chunk: int, tol: float = 0.02) -> dict:
+    """PSNR on the pixels where the variant's truth differs from the plain scene's by more than
+    `tol` in some channel and on the rest, and the share of the squared error the first hold."""
+    err_in = err_out = 0.0
+    n_in = n_out = 0
+    for i in range(len(scene)):
+        rgb = render_view(model, scene.cameras, i, info, chunk)["rgb"].float().clamp(0, 1)
+        sq = (rgb - scene.images[i]).square().mean(-1)
+        changed = (scene.images[i] - plain.images[i]).abs().amax(-1) > tol
+        err_in, n_in = err_in + float(sq[changed].sum()), n_in + int(changed.sum())
+        err_out, n_out = err_out + float(sq[~changed].sum()), n_out + int((~changed).sum())
+    return {"changed_pixels": n_in / (n_in + n_out), "psnr_changed": psnr_from_mse(err_in / max(n_in, 1)),
+            "psnr_unchanged": psnr_from_mse(err_out / max(n_out, 1)), "error_share_changed": err_in / (err_in + err_out)}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("overrides", nargs="*", help="config overrides applied to every variant")
@@ -46,6 +79,10 @@ def main(argv=None) -> int:
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tag", default="default")
+    p.add_argument("--train-views", action="store_true", help="also score the training views")
+    p.add_argument("--supersample", type=int, default=0, help="also score renders of KxK rays per pixel")
+    p.add_argument("--split-error", action="store_true",
+                   help="split the error between the pixels the variant changes and the rest")
     a = p.parse_args(argv)
     rows = {}
     for name in a.variants:
@@ -61,6 +98,15 @@ def main(argv=None) -> int:
             res = score_views(tr.model, test, tr.info, cfg.render.chunk)
             row = {"psnr": res["psnr"], "ssim": res["ssim"], "depth_mae": res.get("depth_mae"), "steps": tr.step,
                    "seconds": seconds}
+            if a.train_views:
+                train = load_scene(cfg.data, "train")
+                row["train_psnr"] = score_views(tr.model, train, tr.info, cfg.render.chunk)["psnr"]
+            if a.split_error and name != "plain":
+                plain_cfg = load_config("builtin", over[len(VARIANTS[name]):])
+                row.update(split_error(tr.model, test, load_scene(plain_cfg.data, "test"), tr.info, cfg.render.chunk))
+            if a.supersample > 1:
+                row[f"psnr_ss{a.supersample}"] = supersampled_psnr(tr.model, test, tr.info, cfg.render.chunk,
+                                                                   a.supersample)
             if name == "rods":
                 plain = load_scene(dataclasses.replace(cfg.data, synthetic=dataclasses.replace(
                     cfg.data.synthetic, rods=0)), "test")
@@ -72,8 +118,10 @@ def main(argv=None) -> int:
                         vals.append(out["opacity"][only])
                 row["rod_opacity"] = float(torch.cat(vals).mean())
         rows[name] = row
+        shown = ("rod_", "train_", "psnr_", "changed_", "error_")
+        extra = "".join(f"  {k} {v:.3f}" for k, v in row.items() if k.startswith(shown))
         print(f"{name:7s} {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}  ({row['steps']} steps, {seconds:.0f} s)"
-              + (f"  rod opacity {row['rod_opacity']:.3f}" if "rod_opacity" in row else ""), flush=True)
+              + extra, flush=True)
     print("\n| variant | PSNR (dB) | SSIM | vs plain (dB) |\n| --- | ---: | ---: | ---: |")
     base = rows.get("plain", {}).get("psnr")
     for name, r in rows.items():

@@ -53,6 +53,10 @@ CASES = {
     # one shared camera for mapping, then a focal length per photo
     "cup_desk_focal_per_image": ("cup_desk", "images", ["--focal-per-image"]),
     "bird_figure_focal_per_image": ("bird_figure", "images", ["--focal-per-image"]),
+    "beer_can_frames_focal_per_image": ("beer_can", "images", ["--focal-per-image"]),
+    # the published model's own camera assumptions (no lens distortion, a focal length per photo):
+    # how much of the rotation difference is the lens model?
+    "cup_desk_pinhole_focal_per_image": ("cup_desk", "images", ["--camera-model", "PINHOLE", "--focal-per-image"]),
 }
 DEFAULT = ("beer_can", "cup_desk", "bird_figure")
 
