@@ -53,7 +53,7 @@ def bucketed(mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
 class FastField(nn.Module):
     def __init__(self, encoding: nn.Module, hidden: int = 64, geo_features: int = 15, colour_hidden: int = 64,
                  sh_degree: int = 4, density_bias: float = 0.0, appearance_dim: int = 0,
-                 appearance_mode: str = "affine", reflect: bool = False, reflect_normals: str = "learned"):
+                 appearance_mode: str = "affine", reflect: bool = False):
         super().__init__()
         self.encoding = encoding
         self.geo_features = geo_features
@@ -76,13 +76,8 @@ class FastField(nn.Module):
         # geometry features (Ref-NeRF's reflected direction, with the normal learned, not derived
         # from the density): a highlight is a fixed lobe around the mirrored direction, which the
         # head then need not build from the view direction and the features by itself
-        # reflect_normals=gradient: the normal is the density's negative gradient instead (Ref-NeRF's),
-        # carried to the head as three more feature columns; it is a direction, not learned by
-        # itself, so it is detached: the colour's loss does not bend the geometry through it
-        self.gradient_normals = reflect and reflect_normals == "gradient"
-        self.normal_head = nn.Linear(geo_features, 3) if reflect and not self.gradient_normals else None
+        self.normal_head = nn.Linear(geo_features, 3) if reflect else None
         n_dir = self.dir_enc.out_dim * (2 if reflect else 1)
-        self.n_geo_in = geo_features
         self.colour_mlp = nn.Sequential(nn.Linear(geo_features + n_dir + head_codes, colour_hidden),
                                         nn.ReLU(inplace=True),
                                         nn.Linear(colour_hidden, colour_hidden), nn.ReLU(inplace=True),
@@ -105,30 +100,16 @@ class FastField(nn.Module):
         return trunc_exp(self._geometry(x)[:, 0].float())
 
     def density_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(n, 3) -> density (n,) and the geometry features (n, geo_features) `colour` needs
-        (with gradient normals, three more columns: the unit normal)."""
-        if not self.gradient_normals:
-            h = self._geometry(x)
-            return trunc_exp(h[:, 0].float()), h[:, 1:]
-        with torch.enable_grad():
-            xg = x if x.requires_grad else x.detach().requires_grad_(True)
-            h = self._geometry(xg)
-            (g,) = torch.autograd.grad(h[:, 0].float().sum(), xg, retain_graph=torch.is_grad_enabled())
-        if not torch.is_grad_enabled():
-            h = h.detach()
-        normal = -nn.functional.normalize(g.float(), dim=-1)
-        return trunc_exp(h[:, 0].float()), torch.cat([h[:, 1:], normal.to(h.dtype)], -1)
+        """(n, 3) -> density (n,) and the geometry features (n, geo_features) `colour` needs."""
+        h = self._geometry(x)
+        return trunc_exp(h[:, 0].float()), h[:, 1:]
 
     def colour(self, features: torch.Tensor, d: torch.Tensor, appearance: torch.Tensor | None = None) -> torch.Tensor:
         """Geometry features (n, geo_features) seen from directions (n, 3), with appearance codes
         (n, appearance_dim) when the field has them -> rgb (n, 3)."""
-        normal = None
-        if self.gradient_normals:
-            features, normal = features[:, :-3], features[:, -3:].float()
-        elif self.normal_head is not None:
-            normal = nn.functional.normalize(self.normal_head(features.float()), dim=-1)
         parts = [features, self.dir_enc(d).to(features.dtype)]
-        if normal is not None:
+        if self.normal_head is not None:
+            normal = nn.functional.normalize(self.normal_head(features.float()), dim=-1)
             mirrored = d - 2.0 * (d * normal).sum(-1, keepdim=True) * normal
             parts.append(self.dir_enc(mirrored).to(features.dtype))
         if self.appearance_dim and self.appearance_affine is None:

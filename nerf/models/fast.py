@@ -43,8 +43,7 @@ class FastConfig:
     (see `resolve_encoding`).
     hidden/geo_features/colour_hidden: the small MLP heads; sh_degree: spherical harmonics of the
     view direction (1-5). reflect: the colour head also sees the view direction mirrored about a
-    normal (`FastField`), for highlights and mirror-like materials; reflect_normals: learned (read
-    off the geometry features) or gradient (the density's negative gradient, as Ref-NeRF).
+    normal it learns (`FastField`), for highlights and mirror-like materials.
     steps: marching steps along the scene box's diagonal. occ_*: the
     occupancy grid (resolution, refresh interval in steps, warm-up steps, cells refreshed per
     update (0 = all in warm-up, a quarter after), opacity threshold, decay). early_stop: stop a
@@ -135,7 +134,6 @@ class FastConfig:
     colour_hidden: int = 64
     sh_degree: int = 4
     reflect: bool = False
-    reflect_normals: str = "learned"
     steps: int = 512
     occ_res: int = 128
     occ_update_every: int = 16
@@ -190,8 +188,6 @@ class FastConfig:
             errs.append(f"model.fast.hash_log2_size: must be in [10, 24], got {self.hash_log2_size}")
         if not 1 <= self.sh_degree <= 5:
             errs.append(f"model.fast.sh_degree: must be in [1, 5], got {self.sh_degree}")
-        if self.reflect_normals not in ("learned", "gradient"):
-            errs.append(f"model.fast.reflect_normals: must be 'learned' or 'gradient', got {self.reflect_normals!r}")
         for k in ("occ_warmup", "occ_cells", "train_samples", "appearance_dim", "alpha_min", "render_weight_min",
                   "distortion_weight", "near_grad_distance"):
             if getattr(self, k) < 0:
@@ -310,8 +306,7 @@ class FastNeRF(RenderModel):
         bias = math.log(-math.log(1.0 - fc.init_alpha) / step)
         self.field = FastField(build_encoding(fc, bbox), fc.hidden, fc.geo_features, fc.colour_hidden, fc.sh_degree,
                                density_bias=bias, appearance_dim=fc.appearance_dim,
-                               appearance_mode=fc.appearance_mode, reflect=fc.reflect,
-                               reflect_normals=fc.reflect_normals)
+                               appearance_mode=fc.appearance_mode, reflect=fc.reflect)
         per_image = fc.appearance_dim > 0 or fc.pose_refine
         if per_image and info.n_images < 1:
             raise ValueError("model.fast.appearance_dim / pose_refine: the scene does not say how many training images it has")
