@@ -95,3 +95,26 @@ def test_pixel_jitter_draws_points_inside_the_pixel_whose_colour_it_returns():
             assert abs(float(f.mean()) - 0.5) < 0.02 and abs(float(f.var()) - 1 / 12) < 0.01
         cam, x, y, _ = sample_batch(images, 100, torch.Generator().manual_seed(0), valid=valid)
         assert torch.equal(x - x.floor(), torch.full_like(x, 0.5))  # centres without jitter
+
+
+def test_released_images_are_freed_and_the_evaluation_still_runs(tmp_path):
+    """train-scene drops the training split before its final evaluation, so the two splits are
+    never held at once: after `release_images` nothing keeps the training images alive, and the
+    evaluation of the same model gives the same figures as before."""
+    import gc
+    import weakref
+
+    from nerf.inference.evaluation import evaluate_run
+
+    cfg = load_config("builtin_nerf", TINY + ["train.max_steps=3"])
+    trainer = Trainer(cfg, tmp_path / "run", torch.device("cpu"), show_progress=False, log=lambda *a: None)
+    result = trainer.train()
+    before = evaluate_run(tmp_path / "run", cfg, trainer.model, result.step, trainer.info, "test", 0,
+                          show_progress=False, log=lambda *a: None)
+    images, scene_images = weakref.ref(trainer.images), weakref.ref(trainer.scene.images)
+    trainer.release_images()
+    gc.collect()
+    assert images() is None and scene_images() is None
+    after = evaluate_run(tmp_path / "run", cfg, trainer.model, result.step, trainer.info, "test", 0,
+                         show_progress=False, log=lambda *a: None)
+    assert after["psnr"] == pytest.approx(before["psnr"], abs=1e-6) and after["n_views"] == 2
