@@ -8,10 +8,15 @@ off and raising the trim threshold keeps the freed blocks in the heap for the ne
 blocks stay resident, so peak memory rises. This is the page-fault cost Intel's PyTorch guides
 remove with jemalloc or tcmalloc, done with the allocator every Linux Python already has.
 NERF_KEEP_FREED_MEMORY=0 leaves the allocator alone.
+
+`return_freed_memory` is the other half: after a phase that freed much at once (train-scene drops
+the training images before its evaluation), the heap's free pages go back to the system, so
+they do not add to the next phase's peak.
 """
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import sys
 
@@ -30,3 +35,16 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):  # musl or another libc: leave it alone
         return False
     return mallopt(M_MMAP_MAX, 0) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+
+
+def return_freed_memory() -> bool:
+    """Hand the heap's free pages back to the system (glibc's malloc_trim: whole free pages
+    anywhere in the heap, not only at its top); False off Linux/glibc or when nothing was returned."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    gc.collect()
+    return trim(0) == 1

@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+from nerf.commands.allocator import return_freed_memory
 from nerf.commands.common import (
     OneLineParser,
     add_common_flags,
@@ -106,6 +107,7 @@ def train(argv: list[str]) -> int:
         return INTERRUPTED_EXIT.get(result.interrupted_by, 1)
     log(f"trained {result.step} steps in {result.train_seconds / 60:.1f} min")
     trainer.release_images()
+    return_freed_memory()  # the freed training images stay resident otherwise (commands/allocator.py)
     if not a.no_eval:
         evaluate_run(run_dir, cfg, trainer.model, result.step, trainer.info, cfg.eval.split, cfg.eval.max_views,
                      show_progress=not a.quiet, log=log, ranks=ranks if ranks.active else None)
