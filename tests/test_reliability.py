@@ -333,9 +333,9 @@ def test_return_freed_memory_hands_kept_pages_back():
     resident; return_freed_memory gives its pages back (train-scene calls it after dropping the
     training images, before the evaluation loads the test split)."""
     code = (
-        "import torch\n"
+        "import os, torch\n"
         "from nerf.commands.allocator import keep_freed_memory, return_freed_memory\n"
-        "rss = lambda: int(open('/proc/self/statm').read().split()[1]) * 4096\n"
+        "rss = lambda: int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE')\n"
         "keep_freed_memory()\n"
         "x = torch.ones(100 * 2**20)\n"
         "del x\n"
