@@ -25,14 +25,20 @@ M_MMAP_MAX = -4
 TRIM_THRESHOLD = 1 << 30  # return freed memory to the system only beyond 1 GiB at the heap's top
 
 
+def _glibc_function(name: str):
+    """glibc's function `name`, or None off Linux or with musl or another libc (left alone)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return getattr(ctypes.CDLL("libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None
+
+
 def keep_freed_memory() -> bool:
     """Tune glibc's malloc once per process; False (and no change) off Linux/glibc or when disabled."""
-    if os.environ.get("NERF_KEEP_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl or another libc: leave it alone
+    mallopt = _glibc_function("mallopt")
+    if os.environ.get("NERF_KEEP_FREED_MEMORY", "1") == "0" or mallopt is None:
         return False
     return mallopt(M_MMAP_MAX, 0) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
 
@@ -40,11 +46,8 @@ def keep_freed_memory() -> bool:
 def return_freed_memory() -> bool:
     """Hand the heap's free pages back to the system (glibc's malloc_trim: whole free pages
     anywhere in the heap, not only at its top); False off Linux/glibc or when nothing was returned."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        trim = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
+    trim = _glibc_function("malloc_trim")
+    if trim is None:
         return False
     gc.collect()
     return trim(0) == 1
