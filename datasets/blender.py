@@ -16,7 +16,7 @@ from nerf.datasets.errors import DatasetError
 from nerf.datasets.imageops import composite_stack_, load_rgba_stack, read_image
 from nerf.datasets.options import DataOptions
 from nerf.datasets.poses import check_poses, to_homogeneous
-from nerf.datasets.scene import Cameras, Scene, evenly_spaced
+from nerf.datasets.scene import Cameras, Scene, select_views
 
 SPLITS = ("train", "val", "test")
 NEAR, FAR = 2.0, 6.0
@@ -52,7 +52,7 @@ def load_blender(root: Path, split: str, opts: DataOptions) -> Scene:
     frames = meta.get("frames")
     if not isinstance(frames, list) or not frames:
         raise DatasetError(f"{path}: 'frames' must be a non-empty list")
-    keep = evenly_spaced(len(frames), opts.max_images)
+    keep, in_split = select_views(len(frames), opts, path)
     frames = [frames[i] for i in keep]
     files, poses = [], []
     for k, fr in enumerate(frames):
@@ -89,5 +89,6 @@ def load_blender(root: Path, split: str, opts: DataOptions) -> Scene:
     return Scene(
         name=root.name, split=split, images=rgb, cameras=cams, near=NEAR, far=FAR,
         bbox=torch.tensor(BBOX), background=bg, alpha=alpha,
-        image_names=[f.stem for f in files], metadata={"format": "blender", "camera_angle_x": angle},
+        image_names=[f.stem for f in files], metadata={"format": "blender", "camera_angle_x": angle,
+                                                      "views_in_split": in_split},
     )

@@ -29,7 +29,7 @@ from nerf.datasets.errors import DatasetError
 from nerf.datasets.imageops import composite_stack_, downscale_area, load_rgba_stack, read_image
 from nerf.datasets.options import DataOptions
 from nerf.datasets.poses import box_bounds, check_poses, frusta_box, holdout_indices, normalize_cameras
-from nerf.datasets.scene import Cameras, Scene, evenly_spaced
+from nerf.datasets.scene import Cameras, Scene, select_views
 from nerf.render.distortion import LENS_WIDTH
 
 
@@ -77,10 +77,11 @@ def split_indices(n: int, split: str, opts: DataOptions, named: dict[str, list[i
 
 
 def select_split(frames: list[Frame], split: str, opts: DataOptions, named: dict[str, list[int]] | None,
-                 source: Path) -> list[int]:
-    """Indices of `split` (see `split_indices`), at most data.max_images of them, evenly spaced."""
+                 source: Path) -> tuple[list[int], int]:
+    """Indices of `split` (see `split_indices`) that `select_views` keeps, and the views in the split."""
     idx = split_indices(len(frames), split, opts, named, source)
-    return [idx[i] for i in evenly_spaced(len(idx), opts.max_images)]
+    keep, in_split = select_views(len(idx), opts, source)
+    return [idx[i] for i in keep], in_split
 
 
 def _scale_to(loaded: int, declared: int) -> float:
@@ -131,7 +132,7 @@ def build_scene(root: Path, fmt: str, frames: list[Frame], split: str, opts: Dat
         box = (np.asarray(bbox, dtype=np.float64) - centre) * scale
     box = np.stack([box.min(0), box.max(0)])
 
-    idx = select_split(frames, split, opts, named, source)
+    idx, in_split = select_split(frames, split, opts, named, source)
     sel = [frames[i] for i in idx]
     k = opts.downscale if downscale is None else downscale
     rgb, alpha = load_rgba_stack([f.path for f in sel], k)
@@ -175,7 +176,8 @@ def build_scene(root: Path, fmt: str, frames: list[Frame], split: str, opts: Dat
     to_world = np.eye(4)  # the loaded frame back to the file's world and units (x_file = to_world @ x)
     to_world[:3, :3] /= scale
     to_world[:3, 3] = centre
-    meta = {"format": fmt, "n_images": len(frames), "indices": idx, "centre": centre.tolist(), "scale": scale,
+    meta = {"format": fmt, "n_images": len(frames), "indices": idx, "views_in_split": in_split,
+            "centre": centre.tolist(), "scale": scale,
             "render_path": "orbit", "to_world": to_world.tolist()}
     if box_source:
         meta["box_source"] = box_source

@@ -30,7 +30,7 @@ from nerf.datasets.errors import DatasetError
 from nerf.datasets.imageops import load_rgba_stack
 from nerf.datasets.options import DataOptions
 from nerf.datasets.poses import check_poses, frustum_bbox, holdout_indices, is_forward_facing, to_homogeneous
-from nerf.datasets.scene import Cameras, Scene, evenly_spaced
+from nerf.datasets.scene import Cameras, Scene, select_views
 from nerf.render.paths import average_pose
 
 BD_FACTOR = 0.75
@@ -158,7 +158,8 @@ def load_llff(root: Path, split: str, opts: DataOptions) -> Scene:
     idx = holdout_indices(n_total, split, opts.holdout_every)
     if not idx:
         raise DatasetError(f"{root}: split {split!r} is empty ({n_total} images, data.holdout_every={opts.holdout_every})")
-    idx = [idx[i] for i in evenly_spaced(len(idx), opts.max_images)]
+    keep, in_split = select_views(len(idx), opts, root)
+    idx = [idx[i] for i in keep]
     rgb, _ = load_rgba_stack([files[i] for i in idx], 1)  # alpha, if any, is ignored: photos
     n, h, w = rgb.shape[:3]
     full_h, full_w, focal = hwf[0]
@@ -184,7 +185,7 @@ def load_llff(root: Path, split: str, opts: DataOptions) -> Scene:
         bbox=torch.from_numpy(bbox), background=torch.zeros(3), alpha=None,
         image_names=[files[i].stem for i in idx], ndc=use_ndc,
         metadata={
-            "format": "llff", "n_images": n_total, "indices": idx, "bounds": bounds[idx].tolist(),
+            "format": "llff", "n_images": n_total, "indices": idx, "views_in_split": in_split, "bounds": bounds[idx].tolist(),
             "world_bounds": [world_near, world_far], "scale": scale, "spherify": spherified,
             "render_path": "orbit" if spherified else "spiral", "to_world": to_world.tolist(),
         },

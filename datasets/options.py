@@ -35,7 +35,9 @@ class DataOptions:
     """path: the scene folder (None = the built-in scene); format: auto-detected unless named
     (blender, llff, transforms, colmap, builtin); downscale: integer image reduction (area-averaged;
     LLFF reads the images_K folder instead, configs/llff.yaml sets 8); max_images: cap per split
-    (0 = all); background: white | black, for formats with alpha (real photos have none and are
+    (0 = all); view_offset, view_count: a block of the views max_images keeps (skip the first
+    view_offset, then keep view_count of them; 0 = the rest), so a large split can be loaded and
+    scored a block at a time; background: white | black, for formats with alpha (real photos have none and are
     rendered over black).
 
     Real captures (LLFF, transforms.json, COLMAP): holdout_every: when the files give no split,
@@ -49,6 +51,8 @@ class DataOptions:
     format: str = "auto"
     downscale: int = 1
     max_images: int = 0
+    view_offset: int = 0
+    view_count: int = 0
     background: str = "white"
     holdout_every: int = 8
     ndc: bool = True
@@ -64,6 +68,8 @@ class DataOptions:
             errs.append(f"data.downscale: must be >= 1, got {self.downscale}")
         if self.max_images < 0:
             errs.append(f"data.max_images: must be >= 0, got {self.max_images}")
+        if self.view_offset < 0 or self.view_count < 0:
+            errs.append(f"data.view_offset/view_count: must be >= 0, got {self.view_offset}, {self.view_count}")
         if self.holdout_every < 2:
             errs.append(f"data.holdout_every: must be >= 2, got {self.holdout_every}")
         if self.near < 0 or self.far < 0:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from nerf.datasets.errors import DatasetError
+
 
 @dataclass
 class Cameras:
@@ -107,6 +109,18 @@ class Scene:
             mask=None if self.mask is None else self.mask[idx],
             image_names=[self.image_names[i] for i in idx] if self.image_names else [],
         )
+
+
+def select_views(n_total: int, opts, source) -> tuple[list[int], int]:
+    """The indices into range(n_total) that `opts` (DataOptions) asks for, and how many views the
+    split has before the block: data.max_images of them evenly spaced, then the block
+    data.view_offset, data.view_count of those. An offset past the end is a DatasetError naming
+    `source`. Loaders record the count as metadata['views_in_split']."""
+    keep = evenly_spaced(n_total, opts.max_images)
+    if opts.view_offset >= len(keep):
+        raise DatasetError(f"{source}: data.view_offset={opts.view_offset} is past the {len(keep)} views selected")
+    stop = opts.view_offset + opts.view_count if opts.view_count else None
+    return keep[opts.view_offset:stop], len(keep)
 
 
 def evenly_spaced(n_total: int, n_keep: int) -> list[int]:

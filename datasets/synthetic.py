@@ -36,7 +36,7 @@ import torch
 
 from nerf.datasets.imageops import composite_stack_, downscale_area
 from nerf.datasets.options import DataOptions, SyntheticOptions
-from nerf.datasets.scene import Cameras, Scene, evenly_spaced
+from nerf.datasets.scene import Cameras, Scene, select_views
 from nerf.render.paths import look_at
 from nerf.render.rays import image_rays
 from nerf.render.rotations import so3_exp
@@ -314,16 +314,18 @@ def render_view(cameras: Cameras, index: int, supersample: int, content: tuple |
     return rgba[..., :3], rgba[..., 3], depth.reshape(h, w)
 
 
-def _photo_errors(images: torch.Tensor, cams: Cameras, so, split: str) -> tuple[torch.Tensor, Cameras]:
-    """The training split's exposure changes and pose errors (see the module docstring)."""
+def _photo_errors(images: torch.Tensor, cams: Cameras, so, split: str, keep: list[int],
+                  n_split: int) -> tuple[torch.Tensor, Cameras]:
+    """The training split's exposure changes and pose errors (see the module docstring): drawn for
+    all `n_split` views, so views `keep` get the same errors however the split is cut."""
     if split != "train" or not (so.exposure or so.pose_noise):
         return images, cams
     g = torch.Generator().manual_seed(so.seed * 1000 + 11)
-    n = images.shape[0]
+    n = n_split
     gain = torch.exp(so.exposure * torch.randn(n, 1, generator=g) + 0.5 * so.exposure * torch.randn(n, 3, generator=g))
-    images = (images * gain[:, None, None, :]).clamp(0, 1)
-    axis = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1)
-    shift = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1) * so.pose_noise * POSE_SHIFT
+    images = (images * gain[keep][:, None, None, :]).clamp(0, 1)
+    axis = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1)[keep]
+    shift = (torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1) * so.pose_noise * POSE_SHIFT)[keep]
     if so.pose_noise:
         c2w = cams.c2w.clone()
         c2w[:, :3, :3] = so3_exp(axis * math.radians(so.pose_noise)) @ c2w[:, :3, :3]
@@ -336,7 +338,8 @@ def load_synthetic(split: str, opts: DataOptions) -> Scene:
     """One split of the built-in scene as a `Scene`, with true depth."""
     so = opts.synthetic
     cams = make_cameras(so, split)
-    keep = evenly_spaced(len(cams), opts.max_images)
+    n_split = len(cams)
+    keep, in_split = select_views(n_split, opts, "the built-in scene")
     cams = cams[keep]
     if opts.downscale > 1:
         cams = cams.scaled(1.0 / opts.downscale)
@@ -347,9 +350,10 @@ def load_synthetic(split: str, opts: DataOptions) -> Scene:
     alpha = torch.stack([v[1] for v in views])
     depth = torch.stack([v[2] for v in views])
     images = composite_stack_(rgb, alpha, bg)
-    images, cams = _photo_errors(images, cams, so, split)
+    images, cams = _photo_errors(images, cams, so, split, keep, n_split)
     near, far, bbox, meta = NEAR, FAR, torch.tensor(BBOX), {"format": "builtin", "seed": so.seed,
-                                                             "random_content": so.random_content}
+                                                             "random_content": so.random_content,
+                                                             "views_in_split": in_split}
     if so.unbounded:  # a capture's frame: cameras on the unit sphere, no alpha, sky out to SKY / RADIUS
         s = 1.0 / RADIUS
         c2w = cams.c2w.clone()

@@ -118,3 +118,26 @@ def test_released_images_are_freed_and_the_evaluation_still_runs(tmp_path):
     after = evaluate_run(tmp_path / "run", cfg, trainer.model, result.step, trainer.info, "test", 0,
                          show_progress=False, log=lambda *a: None)
     assert after["psnr"] == pytest.approx(before["psnr"], abs=1e-6) and after["n_views"] == 2
+
+
+def test_evaluation_in_blocks_scores_every_view_as_one(tmp_path, monkeypatch):
+    """evaluate_run loads the split a block of views at a time: with blocks of two views it gives
+    the same figures, names and renders as with the whole split in one block."""
+    from nerf.inference import evaluation
+
+    cfg = load_config("builtin_nerf", TINY + ["train.max_steps=3", "data.synthetic.n_test=5"])
+    trainer = Trainer(cfg, tmp_path / "run", torch.device("cpu"), show_progress=False, log=lambda *a: None)
+    result = trainer.train()
+    run = lambda: evaluation.evaluate_run(tmp_path / "run", cfg, trainer.model, result.step,  # noqa: E731
+                                          trainer.info, "test", 0, show_progress=False, log=lambda *a: None)
+    whole = run()
+    side = cfg.data.synthetic.resolution
+    monkeypatch.setattr(evaluation, "BLOCK_BYTES", 2 * side * side * 20)
+    first, blocks = evaluation.split_blocks(cfg.data, "test")
+    assert [len(b) for b in blocks] == [1, 2, 2]
+    blocked = run()
+    assert blocked["n_views"] == whole["n_views"] == 5
+    assert [f["name"] for f in blocked["per_image"]] == [f["name"] for f in whole["per_image"]]
+    for a, b in zip(blocked["per_image"], whole["per_image"]):
+        assert a["psnr"] == pytest.approx(b["psnr"], abs=1e-5) and a["depth_mae"] == pytest.approx(b["depth_mae"])
+    assert len(list((tmp_path / "run" / "renders" / "test").glob("test_*_depth.png"))) == 5

@@ -24,8 +24,7 @@ def evaluate_run(run_dir: Path, cfg: Config, model, step: int, info: SceneInfo, 
     fit_appearance: models with appearance codes also report the right half's PSNR with the mean
     code and with a code fitted on the left half (psnr_right_mean_code, psnr_right_fitted_code)."""
     fit_appearance = fit_appearance and getattr(model, "appearance", None) is not None
-    scene = load_scene(dataclasses.replace(cfg.data, max_images=max_views), split)
-    scene = dataclasses.replace(scene, alpha=None)  # scores need the composited colours only
+    first, blocks = split_blocks(dataclasses.replace(cfg.data, max_images=max_views), split)
     writer = ranks is None or ranks.writer
     out_dir = run_dir / "renders" / split
     if writer:
@@ -36,8 +35,9 @@ def evaluate_run(run_dir: Path, cfg: Config, model, step: int, info: SceneInfo, 
         iio.imwrite(out_dir / f"{name}_depth.png",
                     to_uint8(depth_to_rgb(render["depth"], info.near, info.far, render["opacity"])))
 
-    with tqdm(total=len(scene), desc=f"eval {split}", unit="view", disable=not (show_progress and writer)) as bar:
-        result = score_views(model, scene, info, cfg.render.chunk, on_view=save, progress=bar, ranks=ranks,
+    total = first.metadata.get("views_in_split", len(first))
+    with tqdm(total=total, desc=f"eval {split}", unit="view", disable=not (show_progress and writer)) as bar:
+        result = score_views(model, blocks, info, cfg.render.chunk, on_view=save, progress=bar, ranks=ranks,
                              fit_appearance=fit_appearance)
     if not writer:
         return None
@@ -45,12 +45,33 @@ def evaluate_run(run_dir: Path, cfg: Config, model, step: int, info: SceneInfo, 
     for key in ("depth_mae", "psnr_right_mean_code", "psnr_right_fitted_code"):
         if key in result:
             metrics[key] = result.pop(key)
-    metrics.update({"split": split, "step": step, "method": cfg.model.method, "scene": scene.name, **result})
+    metrics.update({"split": split, "step": step, "method": cfg.model.method, "scene": first.name, **result})
     atomic_write_bytes(run_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
     log(f"{split}: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} over {metrics['n_views']} views "
-        f"at {scene.width}x{scene.height} (step {step}), {metrics['render_seconds_per_view']:.2f} s per render "
+        f"at {first.width}x{first.height} (step {step}), {metrics['render_seconds_per_view']:.2f} s per render "
         f"(median); wrote {run_dir / 'metrics.json'}")
     if "psnr_right_fitted_code" in metrics:
         log(f"{split}, right halves: PSNR {metrics['psnr_right_mean_code']:.2f} dB with the mean appearance code, "
             f"{metrics['psnr_right_fitted_code']:.2f} dB with a code fitted on each left half")
     return metrics
+
+
+BLOCK_BYTES = 256 * 2**20  # a split is loaded this much at a time: images, plus alpha and depth while loading
+
+
+def split_blocks(data, split: str):
+    """(first, blocks): a split loaded a block of views at a time, so scoring a large split holds
+    one block in memory, not all of it. `first` is the first block (one view: its size and the
+    split's view count set the block length); `blocks` yields it, then the rest in order."""
+    first = load_scene(dataclasses.replace(data, view_count=1), split)
+    total = first.metadata.get("views_in_split", len(first))
+    per_view = first.height * first.width * 20
+    length = max(1, BLOCK_BYTES // per_view)
+
+    def blocks():
+        yield dataclasses.replace(first, alpha=None)  # scores need the composited colours only
+        for offset in range(1, total, length):
+            block = load_scene(dataclasses.replace(data, view_offset=offset, view_count=length), split)
+            yield dataclasses.replace(block, alpha=None)
+
+    return first, blocks()
