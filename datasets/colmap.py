@@ -10,8 +10,12 @@ temporary copy first: a model without its points3D file (read as having no point
 images.txt whose exporter left out the POINTS2D line of each image.
 
 Camera models: SIMPLE_PINHOLE (f, cx, cy), PINHOLE (fx, fy, cx, cy), SIMPLE_RADIAL (f, cx, cy, k),
-RADIAL (f, cx, cy, k1, k2), OPENCV (fx, fy, cx, cy, k1, k2, p1, p2); distortion is undistorted
-when rays are made. COLMAP's pixel convention (centre of the top-left pixel at (0.5, 0.5)) is ours.
+RADIAL (f, cx, cy, k1, k2), OPENCV (fx, fy, cx, cy, k1, k2, p1, p2), and the equidistant fisheyes
+SIMPLE_RADIAL_FISHEYE (f, cx, cy, k), RADIAL_FISHEYE (f, cx, cy, k1, k2) and OPENCV_FISHEYE
+(fx, fy, cx, cy, k1, k2, k3, k4), the angle theta of a ray imaged at radius
+f theta (1 + k1 theta^2 + k2 theta^4 + k3 theta^6 + k4 theta^8) (process-data writes
+OPENCV_FISHEYE); distortion is undistorted when rays are made. COLMAP's pixel convention (centre
+of the top-left pixel at (0.5, 0.5)) is ours.
 
 Poses: images store the world-to-camera rotation (quaternion qw, qx, qy, qz) and translation of
 an OpenCV camera (x right, y down, looking down +z): camera-to-world is [R^T | -R^T t], and
@@ -29,13 +33,14 @@ from pathlib import Path
 
 import numpy as np
 
-from nerf.datasets.captures import Frame, build_scene
+from nerf.datasets.captures import Frame, build_scene, lens_row
 from nerf.datasets.errors import DatasetError
 from nerf.datasets.options import DataOptions
 from nerf.datasets.scene import Scene
 
 MODEL_DIRS = ("sparse/0", "sparse", "colmap/sparse/0", ".")
-SUPPORTED = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
+SUPPORTED = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "SIMPLE_RADIAL_FISHEYE",
+             "RADIAL_FISHEYE", "OPENCV_FISHEYE")
 
 
 def find_model(root: Path) -> tuple[Path, str] | None:
@@ -129,7 +134,15 @@ def colmap_to_c2w(qvec: np.ndarray, tvec: np.ndarray) -> np.ndarray:
 
 
 def intrinsics(model: str, params: np.ndarray) -> tuple[float, float, float, float, np.ndarray | None]:
-    """fx, fy, cx, cy and (k1, k2, p1, p2) (None when there is no distortion)."""
+    """fx, fy, cx, cy and the lens row: (k1, k2, p1, p2), or `lens_row`'s fisheye row (None when
+    there is no distortion; a fisheye always has its row, which marks it as one)."""
+    if model.endswith("FISHEYE"):
+        if model == "OPENCV_FISHEYE":
+            fx, fy, cx, cy, k1, k2, k3, k4 = params
+        else:
+            fx, cx, cy, k1, *rest = params
+            fy, k2, k3, k4 = fx, (rest[0] if rest else 0.0), 0.0, 0.0
+        return fx, fy, cx, cy, lens_row(k1=k1, k2=k2, k3=k3, k4=k4, fisheye=True)
     if model == "SIMPLE_PINHOLE":
         f, cx, cy = params
         return f, f, cx, cy, None

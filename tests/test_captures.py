@@ -21,6 +21,7 @@ from nerf.datasets.registry import detect_format
 W, H = 20, 16
 N_VIEWS = 10
 MODEL_IDS = {"SIMPLE_PINHOLE": 0, "PINHOLE": 1, "SIMPLE_RADIAL": 2, "RADIAL": 3, "OPENCV": 4}
+FISHEYE_IDS = {"OPENCV_FISHEYE": 5, "SIMPLE_RADIAL_FISHEYE": 8, "RADIAL_FISHEYE": 9}
 
 
 def look_at_gl(eye, target=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)):
@@ -95,7 +96,7 @@ def write_colmap(root, views, points, cameras, ext, sub="sparse/0"):
         with open(d / "cameras.bin", "wb") as f:
             f.write(struct.pack("<Q", len(cameras)))
             for cid, (model, params) in enumerate(cameras, 1):
-                f.write(struct.pack("<iiQQ", cid, MODEL_IDS[model], W, H))
+                f.write(struct.pack("<iiQQ", cid, {**MODEL_IDS, **FISHEYE_IDS}[model], W, H))
                 f.write(struct.pack(f"<{len(params)}d", *params))
         with open(d / "images.bin", "wb") as f:
             f.write(struct.pack("<Q", len(imgs)))
@@ -262,8 +263,8 @@ def test_errors_name_the_file_and_problem(tmp_path):
     views, points = make_capture()
     write_colmap(tmp_path / "fish", views, points, [("PINHOLE", [18.0, 18.0, 10.0, 8.0])], "txt")
     txt = tmp_path / "fish" / "sparse" / "0" / "cameras.txt"
-    txt.write_text(txt.read_text().replace("PINHOLE 20 16 18.0 18.0 10.0 8.0", "OPENCV_FISHEYE 20 16 1 1 1 1 0 0 0 0"))
-    with pytest.raises(DatasetError, match="cameras.txt: camera 1 uses the OPENCV_FISHEYE model"):
+    txt.write_text(txt.read_text().replace("PINHOLE 20 16 18.0 18.0 10.0 8.0", "FOV 20 16 18 18 10 8 0.5"))
+    with pytest.raises(DatasetError, match="cameras.txt: camera 1 uses the FOV model"):
         load_scene(DataOptions(path=str(tmp_path / "fish")), "train")
     write_colmap(tmp_path / "trunc", views, points, [("PINHOLE", [18.0, 18.0, 10.0, 8.0])], "bin")
     b = tmp_path / "trunc" / "sparse" / "0" / "images.bin"
@@ -293,3 +294,28 @@ def test_colmap_txt_without_points_lines(tmp_path):
     a, b = (load_scene(DataOptions(path=str(tmp_path / k)), "train") for k in "ab")
     assert_same_cameras(a.cameras, b.cameras)
     assert b.metadata["n_points"] == 0 and 0 < b.near < b.far
+
+
+@pytest.mark.parametrize("model, params", [
+    ("OPENCV_FISHEYE", [18.0, 19.5, 10.2, 7.9, 0.1, -0.02, 0.01, -0.003]),
+    ("SIMPLE_RADIAL_FISHEYE", [18.0, 10.0, 8.0, 0.08]),
+    ("RADIAL_FISHEYE", [18.0, 10.0, 8.0, 0.08, -0.01]),
+])
+@pytest.mark.parametrize("ext", ["bin", "txt"])
+def test_colmap_fisheye_rays_match_colmaps_own_camera(tmp_path, model, params, ext):
+    """Every pixel's ray from a fisheye COLMAP camera agrees with pycolmap's own unprojection."""
+    import pycolmap
+
+    from nerf.render.distortion import camera_directions
+
+    views, points = make_capture()
+    write_colmap(tmp_path, views, points, [(model, params)], ext)
+    cams = load_scene(DataOptions(path=str(tmp_path), holdout_every=100), "train").cameras
+    y, x = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
+    x, y = x.reshape(-1).double(), y.reshape(-1).double()
+    d = camera_directions(x, y, cams.fx[0].double(), cams.fy[0].double(), cams.cx[0].double(), cams.cy[0].double(),
+                          cams.distortion[0].double())
+    ours = torch.stack([d[:, 0] / -d[:, 2], -d[:, 1] / -d[:, 2]], -1)
+    ref = pycolmap.Camera(model=model, width=W, height=H, params=params).cam_from_img(
+        torch.stack([x, y], -1).numpy())
+    assert float((ours - torch.from_numpy(np.asarray(ref))).abs().max()) < 1e-6

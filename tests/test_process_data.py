@@ -132,7 +132,7 @@ def test_fisheye_photos_register_with_a_field_of_view_prior(tmp_path, capsys):
     """PNG renders through a fisheye carry no EXIF focal length; with --fov (the lens's field of
     view, a prior on the focal length) OPENCV_FISHEYE registers every view, the poses align as
     tightly as the perspective capture's, the lens comes back close to the true one, and the
-    project's loader reads the written fisheye transforms.json to the same cameras."""
+    project's loaders read the written fisheye transforms.json and sparse/0 to the same cameras."""
     cams = fisheye_cameras()
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -165,6 +165,8 @@ def test_fisheye_photos_register_with_a_field_of_view_prior(tmp_path, capsys):
 
     for dx, dy in ((120.0, 0.0), (0.0, -90.0), (80.0, 80.0)):
         assert angle(scene.cameras, dx, dy) == pytest.approx(angle(cams, dx, dy), abs=0.3), (dx, dy)
+    # the COLMAP loader reads DIR/sparse/0 to the same fisheye cameras
+    assert_same_cameras(load_scene(DataOptions(path=str(out), format="colmap"), "train").cameras, scene.cameras)
     one_line_error(*run_here(capsys, str(photos), "--out", str(tmp_path / "x"), "--fov", "200"), "--fov")
 
 
