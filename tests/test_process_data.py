@@ -79,7 +79,9 @@ def run_here(capsys, *args):
 def test_photos_register_align_and_round_trip(capture, tmp_path, capsys):
     root, cams = capture
     out = tmp_path / "scene"
-    r = run_cli("process-data", str(root / "photos"), "--out", str(out), "--quiet", timeout=600)
+    (out / "images").mkdir(parents=True)
+    (out / "images" / "stale.png").write_bytes(b"left from an earlier run")  # --overwrite replaces DIR whole
+    r = run_cli("process-data", str(root / "photos"), "--out", str(out), "--quiet", "--overwrite", timeout=600)
     assert r.returncode == 0, r.stderr
     report = json.loads((out / "process_report.json").read_text())
     assert report["status"] == "ok" and report["images_given"] == report["images_registered"] == N_VIEWS
@@ -227,17 +229,20 @@ def test_video_frames_register_and_align(capture, tmp_path):
     assert rot_err < 0.5 and centre_err < 0.01, (rot_err, centre_err)
 
 
-def test_video_keeps_the_sharpest_frame_of_each_window(tmp_path):
-    """6 frames in 2 windows of 3; a blurred frame loses to its sharp neighbours."""
+@pytest.mark.parametrize("name, codec, params", [("v.mp4", "libx264", ["-crf", "0"]),
+                                                 ("v.mov", "libx265", ["-x265-params", "lossless=1:log-level=error"])])
+def test_video_keeps_the_sharpest_frame_of_each_window(tmp_path, name, codec, params):
+    """6 frames in 2 windows of 3; a blurred frame loses to its sharp neighbours. H.264 in mp4 and
+    HEVC in mov (what phones record) read alike."""
     from nerf.datasets.video_frames import pick_frames
 
     rng = np.random.default_rng(0)
     sharp = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     blurred = ((sharp.astype(np.float32) + np.roll(sharp, 1, 0) + np.roll(sharp, 1, 1) + np.roll(sharp, 1, (0, 1))) / 4)
     frames = [blurred, sharp, blurred, blurred, blurred, sharp]
-    iio.imwrite(tmp_path / "v.mp4", np.stack(frames).astype(np.uint8), plugin="FFMPEG", fps=6, codec="libx264",
-                quality=None, output_params=["-crf", "0"], macro_block_size=16)
-    kept, info = pick_frames(tmp_path / "v.mp4", tmp_path / "out", 2)
+    iio.imwrite(tmp_path / name, np.stack(frames).astype(np.uint8), plugin="FFMPEG", fps=6, codec=codec,
+                quality=None, output_params=params, macro_block_size=16)
+    kept, info = pick_frames(tmp_path / name, tmp_path / "out", 2)
     assert info["n_decoded"] == 6 and [k.index for k in kept] == [1, 5]
     assert [k.name for k in kept] == ["frame_00001.jpg", "frame_00002.jpg"]
 
