@@ -42,7 +42,10 @@ class TrainConfig:
     stream (0: one per process under torchrun); a single process with N shards reproduces an
     N-process run, and takes a batch too large for memory one shard at a time. pixel_jitter: each
     training ray passes through a random point of its pixel instead of the centre (instant-ngp),
-    so a ray's expected colour is the pixel's area average, as a photo records it."""
+    so a ray's expected colour is the pixel's area average, as a photo records it.
+    error_sampling: the share of each batch drawn where the recent training error is high
+    (instant-ngp's error map, `training/error_map.py`), the rest uniformly; error_map_cells: the
+    map's cells along an image's longer side. Not with masks or during precrop."""
 
     max_steps: int = 200_000
     max_minutes: float = 0.0
@@ -55,6 +58,8 @@ class TrainConfig:
     precrop_steps: int = 0
     precrop_fraction: float = 0.5
     pixel_jitter: bool = False
+    error_sampling: float = 0.0
+    error_map_cells: int = 64
     precision: str = "fp32"
     log_every: int = 25
     eval_every: int = 500
@@ -84,6 +89,10 @@ class TrainConfig:
             errs.append(f"train.lr_decay_over: must be steps or minutes, got {self.lr_decay_over!r}")
         elif self.lr_decay_over == "minutes" and self.max_minutes <= 0:
             errs.append("train.lr_decay_over: minutes needs a train.max_minutes budget (> 0)")
+        if not 0 <= self.error_sampling <= 1:
+            errs.append(f"train.error_sampling: must be in [0, 1], got {self.error_sampling}")
+        if self.error_map_cells < 1:
+            errs.append(f"train.error_map_cells: must be >= 1, got {self.error_map_cells}")
         if self.precision not in ("fp32", "bf16", "auto"):
             errs.append(f"train.precision: must be fp32, bf16 or auto, got {self.precision!r}")
         return errs

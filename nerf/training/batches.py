@@ -7,7 +7,7 @@ from nerf.errors import UserError
 
 
 def sample_batch(images: torch.Tensor, n_rays: int, generator: torch.Generator, crop: float = 1.0,
-                 valid: torch.Tensor | None = None, jitter: bool = False):
+                 valid: torch.Tensor | None = None, jitter: bool = False, error_map=None, error_share: float = 0.0):
     """Random pixels from all images (n, H, W, 3): camera index, x, y (pixel centres, or points
     inside the pixels with `jitter`) and colours.
 
@@ -17,6 +17,8 @@ def sample_batch(images: torch.Tensor, n_rays: int, generator: torch.Generator, 
     `crop` < 1 restricts rows and columns to the central fraction (the Blender warm-up).
     `valid`: flat indices (cam * H * W + y * W + x) of the only pixels to draw from, e.g. those a
     capture's masks keep (nerfstudio's rule: masked-out pixels never reach the loss).
+    `error_map` (training/error_map.py, without `valid` or crop): the first `error_share` of the
+    rays are drawn where it says the error is high, the rest uniformly.
     """
     n, h, w = images.shape[:3]
     dev = images.device
@@ -27,9 +29,13 @@ def sample_batch(images: torch.Tensor, n_rays: int, generator: torch.Generator, 
     dh, dw = (int(h * crop / 2), int(w * crop / 2)) if crop < 1 else (h // 2, w // 2)
     y0, y1 = (h // 2 - dh, h // 2 + dh) if crop < 1 else (0, h)
     x0, x1 = (w // 2 - dw, w // 2 + dw) if crop < 1 else (0, w)
-    cam = torch.randint(0, n, (n_rays,), generator=generator, device=dev)
-    y = torch.randint(y0, y1, (n_rays,), generator=generator, device=dev)
-    x = torch.randint(x0, x1, (n_rays,), generator=generator, device=dev)
+    m = round(n_rays * error_share) if error_map is not None and crop >= 1 else 0
+    cam = torch.randint(0, n, (n_rays - m,), generator=generator, device=dev)
+    y = torch.randint(y0, y1, (n_rays - m,), generator=generator, device=dev)
+    x = torch.randint(x0, x1, (n_rays - m,), generator=generator, device=dev)
+    if m:
+        cam_e, x_e, y_e = error_map.sample(m, generator)
+        cam, x, y = torch.cat([cam_e, cam]), torch.cat([x_e, x]), torch.cat([y_e, y])
     return (cam, *_in_pixel(x, y, generator, jitter), images[cam, y, x])
 
 

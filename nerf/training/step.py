@@ -39,13 +39,16 @@ def sharded_step(model, optimizer: torch.optim.Optimizer,
     for rays, target, generator, weight in shards:
         out = model(rays, mode=TRAIN, generator=generator)
         losses, metrics = model.loss(out, target)
+        error = (out["rgb"].detach() - target).pow(2).mean(-1)  # per ray, for an error map
+        out["ray_error"] = error if "ray_mask" not in out else torch.where(out["ray_mask"], error, -1.0)
         loss = sum(losses.values())
         ok = bool(torch.isfinite(loss))
         if ok and finite:  # later shards still draw their random numbers, so the streams stay in step
             (loss if weight == 1.0 else loss * weight).backward()
         finite = finite and ok
         if len(shards) > 1:  # keep what the result needs, not each shard's samples
-            out = {"opacity": out["opacity"].detach(), "samples_per_ray": out["samples_per_ray"]}
+            out = {"opacity": out["opacity"].detach(), "samples_per_ray": out["samples_per_ray"],
+                   "ray_error": out["ray_error"]}
         parts.append((weight, out, float(loss.detach()), {k: float(v.detach()) for k, v in losses.items()}, metrics))
     if reduce_gradients is not None:
         finite = reduce_gradients(finite)
@@ -64,6 +67,7 @@ def sharded_step(model, optimizer: torch.optim.Optimizer,
         return sum(p[0] * get(p) for p in parts) / total
 
     outputs = {"opacity": torch.cat([p[1]["opacity"] for p in parts]),
+               "ray_error": torch.cat([p[1]["ray_error"] for p in parts]),
                "samples_per_ray": mean(lambda p: p[1]["samples_per_ray"])}
     return StepResult(mean(lambda p: p[2]), {k: mean(lambda p: p[3][k]) for k in parts[0][3]},
                       {k: mean(lambda p: p[4][k]) for k in parts[0][4]}, outputs, finite)

@@ -29,6 +29,7 @@ from nerf.scene_rays import SceneInfo, pixel_rays
 from nerf.training import distributed
 from nerf.training.batches import masked_pixels, sample_batch
 from nerf.training.distributed import SINGLE, RankLost, Ranks
+from nerf.training.error_map import ErrorMap
 from nerf.training.schedules import learning_rate
 from nerf.training.step import sharded_step
 
@@ -137,6 +138,9 @@ class Trainer:
         self.valid_pixels = masked_pixels(self.scene.mask)
         if self.valid_pixels is not None:
             self.valid_pixels = self.valid_pixels.to(device)
+        self.error_map = None  # where recent rays erred, to draw a share of each batch from
+        if cfg.train.error_sampling > 0 and self.valid_pixels is None:
+            self.error_map = ErrorMap.for_images(self.images, cfg.train.error_map_cells)
 
     def _latest_checkpoint(self) -> tuple[dict, Path] | None:
         """The newest checkpoint, read by rank 0 and handed to every rank."""
@@ -228,15 +232,20 @@ class Trainer:
         crop = t.precrop_fraction if self.step < t.precrop_steps else 1.0
         if self.ranks.active:  # what a checkpoint holds if another rank is lost during this step
             self.stream_states = (self.step, {s: g.get_state() for s, g in self.generators.items()})
-        shards = []
+        shards, pixels = [], []
         for s, generator in self.generators.items():  # this rank's shards of the global batch
             n = self.shard_sizes[s]
-            cam, x, y, target = sample_batch(self.images, n, generator, crop, self.valid_pixels, t.pixel_jitter)
+            cam, x, y, target = sample_batch(self.images, n, generator, crop, self.valid_pixels, t.pixel_jitter,
+                                             self.error_map, t.error_sampling)
             rays = pixel_rays(self.cameras, cam, x, y, self.info)
             rays.cam_idx = cam  # the image of each ray, for per-image parameters
             shards.append((rays, target, generator, n / t.batch_rays))
+            pixels.append((cam, x, y))
         reduce = (lambda finite: distributed.reduce_gradients(self.ranks, self.model, finite)) if self.ranks.active else None
         result = sharded_step(self.model, self.optimizer, shards, reduce)
+        if self.error_map is not None:
+            cam, x, y = (torch.cat(c) for c in zip(*pixels))
+            self.error_map.update(cam, x, y, result.outputs["ray_error"])
         self.step += 1
         if result.finite:
             self.fault_streak = 0
@@ -430,4 +439,4 @@ class Trainer:
         """Drop the training and validation images (cameras and `info` stay): the evaluation that
         follows training in the same process then never holds the training split and the test
         split at once."""
-        self.scene = self.val_scene = self.images = self.valid_pixels = None
+        self.scene = self.val_scene = self.images = self.valid_pixels = self.error_map = None
