@@ -81,10 +81,13 @@ def test_trained_grid_matches_true_geometry(trained):
     assert grid.occupied.float().mean() < 0.3
 
 
-def test_resume_is_exact(tmp_path):
-    # bit-exact, so on the CPU whatever NERF_TEST_DEVICE says: CUDA's float atomics sum in any order
+@pytest.mark.parametrize("extra", [[], ["train.error_sampling=0.5", "train.error_map_cells=4"]])
+def test_resume_is_exact(tmp_path, extra):
+    # bit-exact, so on the CPU whatever NERF_TEST_DEVICE says: CUDA's float atomics sum in any order;
+    # with an error map, the map is part of the checkpoint
     over = ["data.synthetic.resolution=16", "data.synthetic.n_train=4", "train.batch_rays=128",
-            "train.eval_every=0", "model.fast.occ_update_every=4", "model.fast.occ_warmup=6", "train.checkpoint_every=6"]
+            "train.eval_every=0", "model.fast.occ_update_every=4", "model.fast.occ_warmup=6",
+            "train.checkpoint_every=6"] + extra
     a = Trainer(load_config("builtin", over + ["train.max_steps=10"]), tmp_path / "a", torch.device("cpu"),
                 log=lambda *x: None, show_progress=False)
     a.train()
@@ -99,6 +102,8 @@ def test_resume_is_exact(tmp_path):
     assert "grid.occupied" in sa
     for k in sa:
         assert torch.equal(sa[k], sb[k]), k
+    if extra:
+        assert torch.equal(a.error_map.error, b2.error_map.error) and bool(a.error_map.visited.any())
 
 
 @pytest.mark.parametrize("encoding", ["tensorf", "hash", "dense"])

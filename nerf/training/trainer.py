@@ -122,6 +122,7 @@ class Trainer:
         self.step, self.train_seconds = 0, 0.0
         self.skipped_steps, self.fault_streak, self.rollbacks, self.lr_scale = 0, 0, 0, 1.0
         self.collapse_reported = False
+        self._resume_error_map = None  # a checkpoint's error map, set by _restore
         self.on_step: list = []  # callables(trainer) run after each step, outside the timed training (a viewer)
         if resume:
             self._restore()
@@ -141,6 +142,10 @@ class Trainer:
         self.error_map = None  # where recent rays erred, to draw a share of each batch from
         if cfg.train.error_sampling > 0 and self.valid_pixels is None:
             self.error_map = ErrorMap.for_images(self.images, cfg.train.error_map_cells)
+            saved = self._resume_error_map
+            if saved is not None and saved["error"].shape == self.error_map.error.shape:
+                self.error_map.error.copy_(saved["error"])
+                self.error_map.visited.copy_(saved["visited"])
 
     def _latest_checkpoint(self) -> tuple[dict, Path] | None:
         """The newest checkpoint, read by rank 0 and handed to every rank."""
@@ -168,6 +173,7 @@ class Trainer:
         self._restore_streams(state)
         self.skipped_steps = int(state.get("skipped_steps", 0))
         self.lr_scale = float(state.get("lr_scale", 1.0))
+        self._resume_error_map = state.get("error_map")
         self.log(f"resuming {self.run_dir} from {path.name} (step {self.step})")
 
     def _restore_streams(self, state: dict) -> None:
@@ -201,6 +207,8 @@ class Trainer:
             "train_seconds": self.train_seconds, "config": self.cfg.to_dict(),
             "skipped_steps": self.skipped_steps, "lr_scale": self.lr_scale,
         }
+        if self.error_map is not None:  # rank 0's: under torchrun every rank resumes from it
+            state["error_map"] = {"error": self.error_map.error, "visited": self.error_map.visited}
         if self.n_shards > 1:
             state["batch_shards"] = self.n_shards
             state["shard_generators"] = {s: st for s, st in stream_states.items() if s}
