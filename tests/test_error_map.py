@@ -35,6 +35,13 @@ def test_first_visit_sets_the_error_later_ones_average_and_skipped_rays_do_not_c
     assert float(em.error[0]) == pytest.approx(0.4)
 
 
+def test_too_fine_a_map_is_refused_in_one_line():
+    from nerf.errors import UserError
+
+    with pytest.raises(UserError, match="train.error_map_cells: 4096 gives 33554432 cells over 2 images"):
+        ErrorMap.for_images(torch.zeros(1, 1, 1, 3).expand(2, 4096, 4096, 3), 4096)  # no memory behind it
+
+
 def test_a_batch_takes_its_share_from_the_map():
     g = torch.Generator().manual_seed(1)
     images = torch.rand(3, 16, 16, 3)

@@ -63,6 +63,7 @@ def split_blocks(data, split: str):
     """(first, blocks): a split loaded a block of views at a time, so scoring a large split holds
     one block in memory, not all of it. `first` is the first block (one view: its size and the
     split's view count set the block length); `blocks` yields it, then the rest in order."""
+    data = dataclasses.replace(data, view_offset=0, view_count=0)  # the whole selection, whatever the config says
     first = load_scene(dataclasses.replace(data, view_count=1), split)
     total = first.metadata.get("views_in_split", len(first))
     per_view = first.height * first.width * 20

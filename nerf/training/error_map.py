@@ -5,13 +5,19 @@ the batch on pixels the field already renders right, a plain background above al
 keeps a coarse map of each image's recent error and draws training pixels in proportion to it;
 here a share of every batch (`train.error_sampling`) is drawn that way and the rest uniformly,
 so no pixel is starved. Unvisited cells start at the highest error (1), so every cell is
-visited early; a cell's first visit sets its error, later ones average into it.
+visited early; a cell's first visit sets its error, later ones average into it. Off by default:
+on lego at equal cost it did no better than a smaller batch
+(benchmarks/results/error-map-sampling-2026-12-06.md).
 """
 from __future__ import annotations
 
 import math
 
 import torch
+
+from nerf.errors import UserError
+
+MAX_CELLS = 2**24  # torch.multinomial's limit on categories
 
 
 class ErrorMap:
@@ -28,7 +34,11 @@ class ErrorMap:
     def for_images(cls, images: torch.Tensor, cells_across: int) -> "ErrorMap":
         """A map of about `cells_across` cells along each image's longer side."""
         n, h, w = images.shape[:3]
-        return cls(n, h, w, max(1, round(max(h, w) / cells_across)), images.device)
+        em = cls(n, h, w, max(1, round(max(h, w) / cells_across)), images.device)
+        if em.error.numel() > MAX_CELLS:
+            raise UserError(f"train.error_map_cells: {cells_across} gives {em.error.numel()} cells over {n} images, "
+                            f"more than the {MAX_CELLS} a draw can take; use fewer")
+        return em
 
     def sample(self, m: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Camera index, integer x and y of `m` pixels, each cell drawn in proportion to its error
