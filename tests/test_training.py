@@ -133,7 +133,8 @@ def test_evaluation_in_blocks_scores_every_view_as_one(tmp_path, monkeypatch):
     whole = run()
     side = cfg.data.synthetic.resolution
     monkeypatch.setattr(evaluation, "BLOCK_BYTES", 2 * side * side * 20)
-    first, blocks = evaluation.split_blocks(cfg.data, "test")
+    first, total, blocks = evaluation.split_blocks(cfg.data, "test")
+    assert total == 5
     assert [len(b) for b in blocks] == [1, 2, 2]
     blocked = run()
     assert blocked["n_views"] == whole["n_views"] == 5

@@ -24,7 +24,7 @@ def evaluate_run(run_dir: Path, cfg: Config, model, step: int, info: SceneInfo, 
     fit_appearance: models with appearance codes also report the right half's PSNR with the mean
     code and with a code fitted on the left half (psnr_right_mean_code, psnr_right_fitted_code)."""
     fit_appearance = fit_appearance and getattr(model, "appearance", None) is not None
-    first, blocks = split_blocks(dataclasses.replace(cfg.data, max_images=max_views), split)
+    first, total, blocks = split_blocks(dataclasses.replace(cfg.data, max_images=max_views), split)
     writer = ranks is None or ranks.writer
     out_dir = run_dir / "renders" / split
     if writer:
@@ -35,7 +35,6 @@ def evaluate_run(run_dir: Path, cfg: Config, model, step: int, info: SceneInfo, 
         iio.imwrite(out_dir / f"{name}_depth.png",
                     to_uint8(depth_to_rgb(render["depth"], info.near, info.far, render["opacity"])))
 
-    total = first.metadata.get("views_in_split", len(first))
     with tqdm(total=total, desc=f"eval {split}", unit="view", disable=not (show_progress and writer)) as bar:
         result = score_views(model, blocks, info, cfg.render.chunk, on_view=save, progress=bar, ranks=ranks,
                              fit_appearance=fit_appearance)
@@ -60,12 +59,13 @@ BLOCK_BYTES = 256 * 2**20  # a split is loaded this much at a time: images, plus
 
 
 def split_blocks(data, split: str):
-    """(first, blocks): a split loaded a block of views at a time, so scoring a large split holds
-    one block in memory, not all of it. `first` is the first block (one view: its size and the
-    split's view count set the block length); `blocks` yields it, then the rest in order."""
+    """(first, total, blocks): a split loaded a block of views at a time, so scoring a large split
+    holds one block in memory, not all of it. `first` is the first block (one view: its size and
+    the split's view count, `total`, as every loader records it, set the block length); `blocks`
+    yields it, then the rest in order."""
     data = dataclasses.replace(data, view_offset=0, view_count=0)  # the whole selection, whatever the config says
     first = load_scene(dataclasses.replace(data, view_count=1), split)
-    total = first.metadata.get("views_in_split", len(first))
+    total = first.metadata["views_in_split"]
     per_view = first.height * first.width * 20
     length = max(1, BLOCK_BYTES // per_view)
 
@@ -75,4 +75,4 @@ def split_blocks(data, split: str):
             block = load_scene(dataclasses.replace(data, view_offset=offset, view_count=length), split)
             yield dataclasses.replace(block, alpha=None)
 
-    return first, blocks()
+    return first, total, blocks()
