@@ -156,9 +156,20 @@ def one(name: str, work: Path, previous: dict | None = None) -> dict:
         row.update({k: report.get(k) for k in ("images_given", "images_registered", "models", "points3d",
                                                 "mean_reprojection_error_px", "matching", "camera_model", "pairs")})
         row["seconds"] = {k: round(v, 1) for k, v in report["seconds"].items()}
+        row["focal_per_image"] = report.get("focal_per_image")
     if code == 0:
         row.update(compare(name, out, root / "sparse" / "0"))
     return row
+
+
+def fmt_focal(f) -> str:
+    """The focal-per-image column: kept or not, and the reprojection error's fall when tried."""
+    if not isinstance(f, dict):  # reports written before the choice was automatic
+        return "on" if f else ""
+    if "reprojection_error_before_px" not in f:
+        return f"{f['mode']}: not tried"
+    gain = 1 - f["reprojection_error_after_px"] / f["reprojection_error_before_px"]
+    return f"{f['mode']}: {'kept' if f['kept'] else 'not kept'} (-{gain:.1%})"
 
 
 def fmt_err(e: dict | None) -> str:
@@ -194,10 +205,11 @@ def write_md(path: Path, rows: list[dict], info: dict, commands: list[str]) -> N
         "below say so (the times are then an upper bound).",
         "",
         "| capture | input | registered / given | models | rotation err (deg) median / max | centre err (%) "
-        "median / max | compared | turns > 30 deg ours / published | reproj. err (px) | points | pairs | frames s "
+        "median / max | compared | turns > 30 deg ours / published | focal per image (reproj. err) "
+        "| reproj. err (px) | points | pairs | frames s "
         "| extract s | match s | map s | write s | total min |",
-        "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| ---: |",
+        "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: | ---: |",
     ]
     for r in rows:
         s = r.get("seconds", {})
@@ -206,7 +218,8 @@ def write_md(path: Path, rows: list[dict], info: dict, commands: list[str]) -> N
             f"| {r['capture']} | {r['input']} {' '.join(r['args'])} | {r.get('images_registered')} / "
             f"{r.get('images_given')} | {r.get('models')} | {fmt_err(r.get('compared')) or ' | | '} | "
             f"{r.get('turns_over_30deg_ours', '')} / {r.get('turns_over_30deg_published', '')} | "
-            f"{(r.get('mean_reprojection_error_px') or 0):.2f} | {r.get('points3d')} | {r.get('pairs')} | "
+            f"{fmt_focal(r.get('focal_per_image'))} | {(r.get('mean_reprojection_error_px') or 0):.2f} | "
+            f"{r.get('points3d')} | {r.get('pairs')} | "
             f"{first:.0f} | {s.get('extract', 0):.0f} | {s.get('match', 0):.0f} | {s.get('map', 0):.0f} | "
             f"{s.get('write', 0):.0f} | {s.get('total', r['wall_seconds']) / 60:.1f} |")
     cross = [r for r in rows if r.get("compared_to_frames_run")]

@@ -72,14 +72,16 @@ class ProcessOptions:
     a video, exhaustive for up to EXHAUSTIVE_UP_TO photos); frames: how many frames to keep from a
     video; camera_per_image: a camera per image instead of one shared (images may then differ in
     size); focal_per_image: one shared camera for mapping, then a focal length per image
-    (`sfm_focal`); seed: pycolmap's random seed; threads: 0 = the machine's; fov: the lens's horizontal
-    field of view in degrees, a prior on the focal length for photos without EXIF data (0: none)."""
+    (`sfm_focal`): on, off, or auto (photos: kept where it lowers the reprojection error by
+    `sfm_focal.KEEP_GAIN`; a video's frames: off); seed: pycolmap's random seed; threads: 0 = the
+    machine's; fov: the lens's horizontal field of view in degrees, a prior on the focal length for
+    photos without EXIF data (0: none)."""
 
     camera_model: str = "OPENCV"
     matching: str = "auto"
     frames: int = 150
     camera_per_image: bool = False
-    focal_per_image: bool = False
+    focal_per_image: str = "auto"
     overwrite: bool = False
     seed: int = 0
     threads: int = 0
@@ -582,7 +584,7 @@ def process_data(source: Path, out: Path, opts: ProcessOptions, log: Callable[[s
     seconds: dict[str, float] = {}
     report = {"status": "running", "input": str(source), "input_kind": "video" if video else "photos",
               "camera_model": opts.camera_model, "single_camera": not opts.camera_per_image, "matching": matching,
-              "focal_per_image": opts.focal_per_image,
+              "focal_per_image": {"mode": opts.focal_per_image, "kept": False},
               "fov_prior_degrees": opts.fov or None, "threads": threads, "pycolmap": pycolmap.__version__, "seconds": seconds}
     try:
         t = time.perf_counter()
@@ -610,7 +612,7 @@ def process_data(source: Path, out: Path, opts: ProcessOptions, log: Callable[[s
         n = len(names)
         report["images_given"] = n
         log(f"process-data: {n} images, {opts.camera_model} camera{' per image' if opts.camera_per_image else ''}"
-            f"{' (a focal length per image)' if opts.focal_per_image else ''}, "
+            f"{' (a focal length per image)' if opts.focal_per_image == 'on' else ''}, "
             f"{matching} matching, {threads} threads")
 
         t = time.perf_counter()
@@ -640,12 +642,19 @@ def process_data(source: Path, out: Path, opts: ProcessOptions, log: Callable[[s
                      f"{', '.join(str(s) for s in report['models'])} images; kept the largest "
                      f"({len(elsewhere)} images only in the others are dropped)")
             report["unregistered"] = sorted(set(names) - kept)
-            if opts.focal_per_image:
-                rec, report["focal_per_image"] = sfm_focal.refine_focal_per_image(rec, work_dir / "focal")
+            if not opts.camera_per_image and (opts.focal_per_image == "on"
+                                              or (opts.focal_per_image == "auto" and not video)):
+                t_focal = time.perf_counter()
+                split, summary = sfm_focal.refine_focal_per_image(rec, work_dir / "focal")
+                keep = opts.focal_per_image == "on" or sfm_focal.worth_keeping(summary)
+                report["focal_per_image"].update(summary, kept=keep, seconds=time.perf_counter() - t_focal)
                 f = report["focal_per_image"]
                 log(f"process-data: a focal length per image: {f['focal_px_min']:.1f}-{f['focal_px_max']:.1f} px, "
                     f"reprojection error {f['reprojection_error_before_px']:.3f} -> "
-                    f"{f['reprojection_error_after_px']:.3f} px")
+                    f"{f['reprojection_error_after_px']:.3f} px: "
+                    f"{'kept' if keep else 'not kept (one focal length explains the images as well)'}")
+                if keep:
+                    rec = split
             report["mean_reprojection_error_px"] = float(rec.compute_mean_reprojection_error())
             report["points3d"] = int(rec.num_points3D())
             (out / "sparse" / "0").mkdir(parents=True)
@@ -663,7 +672,7 @@ def process_data(source: Path, out: Path, opts: ProcessOptions, log: Callable[[s
         if registered < n:
             warn(f"process-data: warning: {n - registered} of {n} images did not register and are left out of "
                  f"transforms.json (listed in {REPORT})")
-        write_transforms(rec, out, not (opts.camera_per_image or opts.focal_per_image))
+        write_transforms(rec, out, not (opts.camera_per_image or report["focal_per_image"]["kept"]))
         write_ply(rec, out / "sparse_pc.ply")
         write_downscaled(image_dir, out, names, opts.show_progress, runner.check)
         shutil.rmtree(work_dir, ignore_errors=True)

@@ -7,12 +7,20 @@ photos to fit a focal length they were not taken with, while a camera per image 
 leaves COLMAP to find every lens from scratch, and a full lens per photo is poorly constrained.
 This takes the middle way: map with the shared camera, then give each registered image its own
 copy of it and bundle-adjust poses, points and the focal lengths only (principal point and lens
-distortion stay the shared camera's)."""
+distortion stay the shared camera's).
+
+By default (`process-data` on photos) the refined model is kept only where it explains the
+photos markedly better than the shared camera: a mean reprojection error at least KEEP_GAIN
+lower. One extra parameter per photo against hundreds of observed points barely lowers the
+error by fitting noise; a real change of zoom lowers it clearly (benchmarks/results,
+process-data-captures-*.md)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+
+KEEP_GAIN = 0.05  # the share by which a focal length per image must lower the reprojection error
 
 
 def split_camera(rec, folder: Path):
@@ -59,3 +67,9 @@ def refine_focal_per_image(rec, folder: Path) -> tuple[object, dict]:
     return split, {"focal_px_min": float(focal.min()), "focal_px_median": float(np.median(focal)),
                    "focal_px_max": float(focal.max()), "reprojection_error_before_px": before,
                    "reprojection_error_after_px": float(split.compute_mean_reprojection_error())}
+
+
+def worth_keeping(summary: dict) -> bool:
+    """Whether a focal length per image (`refine_focal_per_image`'s summary) lowered the mean
+    reprojection error by at least KEEP_GAIN."""
+    return summary["reprojection_error_after_px"] <= (1 - KEEP_GAIN) * summary["reprojection_error_before_px"]

@@ -30,6 +30,7 @@ from nerf.datasets import load_scene
 from nerf.datasets.options import DataOptions
 from nerf.datasets.poses import aligned_pose_errors
 from nerf.datasets.rendered_capture import HEIGHT, N_VIEWS, WIDTH, fisheye_cameras, render_views, ring_cameras
+from nerf.datasets.sfm_focal import KEEP_GAIN
 
 W, H = WIDTH, HEIGHT
 
@@ -87,6 +88,10 @@ def test_photos_register_align_and_round_trip(capture, tmp_path, capsys):
     assert report["status"] == "ok" and report["images_given"] == report["images_registered"] == N_VIEWS
     assert report["points3d"] > 500 and report["mean_reprojection_error_px"] < 1.0
     assert report["folded_pairs"] == 0 and "remap" not in report, report  # a sound model is left alone
+    # photos of one lens: a focal length per photo is tried and barely helps, so one camera is kept
+    focal = report["focal_per_image"]
+    assert focal["mode"] == "auto" and not focal["kept"], focal
+    assert focal["reprojection_error_after_px"] > (1 - KEEP_GAIN) * focal["reprojection_error_before_px"], focal
     assert set(report["seconds"]) >= {"extract", "match", "map", "write"}
     for k in (1, 2, 4, 8):
         folder = out / ("images" if k == 1 else f"images_{k}")
@@ -174,10 +179,10 @@ def test_fisheye_photos_register_with_a_field_of_view_prior(tmp_path, capsys):
 
 def test_focal_per_image_recovers_a_zoomed_run_of_photos(capture, tmp_path, capsys):
     """A third of the views (a contiguous run, as when a phone switches lens or zoom) taken with a
-    focal length 8% longer: --focal-per-image maps with one shared camera, then refines a focal
-    length per photo: the written frames' fl_x show the run's 8% and each is within 4% of its
-    view's; the poses align as tightly as the one-camera capture's and the reprojection error
-    falls."""
+    focal length 8% longer: process-data maps with one shared camera, then refines a focal length
+    per photo, and keeps it with no flag asked because the reprojection error falls by more than
+    KEEP_GAIN: the written frames' fl_x show the run's 8% and each is within 4% of its view's; the
+    poses align as tightly as the one-camera capture's."""
     _, cams = capture
     zoomed = torch.zeros(N_VIEWS, dtype=torch.bool)
     zoomed[N_VIEWS // 3: 2 * N_VIEWS // 3] = True
@@ -188,12 +193,12 @@ def test_focal_per_image_recovers_a_zoomed_run_of_photos(capture, tmp_path, caps
     for i, v in enumerate(render_views(cams)):
         iio.imwrite(photos / f"view_{i:03d}.png", v)
     out = tmp_path / "scene"
-    code, err = run_here(capsys, str(photos), "--out", str(out), "--focal-per-image", "--quiet")
+    code, err = run_here(capsys, str(photos), "--out", str(out), "--quiet")
     assert code == 0, err
     report = json.loads((out / "process_report.json").read_text())
-    assert report["images_registered"] == N_VIEWS and report["focal_per_image"], report
     f = report["focal_per_image"]
-    assert f["reprojection_error_after_px"] < f["reprojection_error_before_px"]
+    assert report["images_registered"] == N_VIEWS and f["mode"] == "auto" and f["kept"], report
+    assert f["reprojection_error_after_px"] <= (1 - KEEP_GAIN) * f["reprojection_error_before_px"], f
     meta = json.loads((out / "transforms.json").read_text())
     est, idx = recovered_poses(out, lambda name: int(name[5:8]))
     rot_err, centre_err = pose_errors(est, cams.c2w[idx].double().numpy())
@@ -211,6 +216,8 @@ def test_focal_per_image_recovers_a_zoomed_run_of_photos(capture, tmp_path, caps
     assert torch.allclose(scene.cameras.fx.double(), torch.from_numpy(got[order]), rtol=1e-5)
     one_line_error(*run_here(capsys, str(photos), "--out", str(tmp_path / "x"), "--focal-per-image",
                              "--camera-per-image"), "--focal-per-image")
+    r = run_cli("process-data", str(photos), "--out", str(tmp_path / "x"), "--focal-per-image", "--one-focal")
+    one_line_error(r.returncode, r.stderr, "--one-focal")
 
 
 def test_video_frames_register_and_align(capture, tmp_path):
@@ -221,6 +228,7 @@ def test_video_frames_register_and_align(capture, tmp_path):
     assert r.returncode == 0, r.stderr
     report = json.loads((out / "process_report.json").read_text())
     assert report["input_kind"] == "video" and report["matching"] == "sequential"
+    assert report["focal_per_image"] == {"mode": "auto", "kept": False}, report  # one video, one zoom
     assert report["video"]["frames_kept"] == report["images_registered"] == N_VIEWS
     index = {k["file"]: k["index"] for k in report["video"]["kept"]}
     assert sorted(index) == [f"frame_{i:05d}.jpg" for i in range(1, N_VIEWS + 1)]

@@ -11,6 +11,7 @@ from nerf.errors import UserError
 
 def process(argv: list[str]) -> int:
     from nerf.datasets.process_data import CAMERA_MODELS, EXHAUSTIVE_UP_TO, MATCHINGS, ProcessOptions, process_data
+    from nerf.datasets.sfm_focal import KEEP_GAIN
 
     p = OneLineParser(
         prog="process-data",
@@ -33,9 +34,14 @@ def process(argv: list[str]) -> int:
                         "data (a fisheye needs one: e.g. --camera-model OPENCV_FISHEYE --fov 120)")
     p.add_argument("--camera-per-image", action="store_true",
                    help="a camera for each image instead of one shared by all (photos from several cameras or zooms)")
-    p.add_argument("--focal-per-image", action="store_true",
-                   help="map with one shared camera, then refine a focal length for each image (phone photos "
-                        "without EXIF data whose zoom or crop varies); lens and principal point stay shared")
+    focal = p.add_mutually_exclusive_group()
+    focal.add_argument("--focal-per-image", dest="focal", action="store_const", const="on", default="auto",
+                       help="map with one shared camera, then refine a focal length for each image and keep it "
+                            "(phone photos without EXIF data whose zoom or crop varies); lens and principal point "
+                            "stay shared. By default photos get it only where it lowers the reprojection error "
+                            f"by {KEEP_GAIN * 100:.0f}%% or more; a video's frames never")
+    focal.add_argument("--one-focal", dest="focal", action="store_const", const="off",
+                       help="one focal length for all images, never refined per image")
     p.add_argument("--matching", default="auto", choices=("auto",) + MATCHINGS,
                    help=f"which image pairs are matched; auto: sequential for a video, exhaustive for up to "
                         f"{EXHAUSTIVE_UP_TO} photos (sequential in name order beyond)")
@@ -51,7 +57,7 @@ def process(argv: list[str]) -> int:
     source = Path(a.input).expanduser()
     if a.frames is not None and source.is_dir():
         raise UserError("--frames: only for a video input (INPUT is a folder of photos)")
-    if a.focal_per_image and a.camera_per_image:
+    if a.focal == "on" and a.camera_per_image:
         raise UserError("--focal-per-image: refines the shared camera's focal length per image; "
                         "--camera-per-image already fits a whole camera per image (use one of them)")
     if a.device == "cuda":
@@ -61,7 +67,7 @@ def process(argv: list[str]) -> int:
             raise UserError("--device cuda: this pycolmap build runs on the CPU only")
     opts = ProcessOptions(camera_model=a.camera_model, matching=a.matching, frames=a.frames or 150,
                           camera_per_image=a.camera_per_image,
-                          focal_per_image=a.focal_per_image, overwrite=a.overwrite,
+                          focal_per_image=a.focal, overwrite=a.overwrite,
                           seed=0 if a.seed is None else a.seed, gpu=a.device == "cuda", show_progress=not a.quiet,
                           colmap_log=a.colmap_log or a.debug, fov=a.fov or 0.0)
     log = printer(a.quiet)
