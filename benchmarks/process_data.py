@@ -190,9 +190,10 @@ def write_md(path: Path, rows: list[dict], info: dict, commands: list[str]) -> N
         "",
         "`process-data` on each capture with its defaults and the arguments in the input column (OPENCV camera",
         "shared by all images, its focal length refined per photo where that lowers the reprojection error by 5%:",
-        "the focal column; photos: exhaustive matching, the video: sequential), compared with the capture's published COLMAP model after a similarity",
-        "alignment of the camera centres (see `benchmarks/process_data.py`). Rotation error in degrees, centre",
-        "error in % of the published cameras' spread; median / max over the compared images.",
+        "the focal column; photos: exhaustive matching, the video: sequential), compared with the capture's",
+        "published COLMAP model after a similarity alignment of the camera centres (see",
+        "`benchmarks/process_data.py`). Rotation error in degrees, centre error in % of the published",
+        "cameras' spread; median / max over the compared images.",
         "",
         "Commands, in the order run: " + ", ".join(f"`{c}`" for c in commands) + "  ",
         f"Date: {info['date']}, {info['cores']} cores, pycolmap {info.get('pycolmap')}; commit and 1-minute load "
