@@ -218,6 +218,13 @@ def test_focal_per_image_recovers_a_zoomed_run_of_photos(capture, tmp_path, caps
                              "--camera-per-image"), "--focal-per-image")
     r = run_cli("process-data", str(photos), "--out", str(tmp_path / "x"), "--focal-per-image", "--one-focal")
     one_line_error(r.returncode, r.stderr, "--one-focal")
+    # --one-focal: the same photos keep one shared camera, the per-photo fit not even tried
+    one = tmp_path / "one"
+    code, err = run_here(capsys, str(photos), "--out", str(one), "--one-focal", "--quiet")
+    assert code == 0, err
+    assert json.loads((one / "process_report.json").read_text())["focal_per_image"] == {"mode": "off", "kept": False}
+    meta = json.loads((one / "transforms.json").read_text())
+    assert "fl_x" in meta and not any("fl_x" in fr for fr in meta["frames"]), meta["frames"][0]
 
 
 def test_video_frames_register_and_align(capture, tmp_path):
