@@ -45,7 +45,12 @@ class TrainConfig:
     so a ray's expected colour is the pixel's area average, as a photo records it.
     error_sampling: the share of each batch drawn where the recent training error is high
     (instant-ngp's error map, `training/error_map.py`), the rest uniformly; error_map_cells: the
-    map's cells along an image's longer side. Not with masks or during precrop."""
+    map's cells along an image's longer side. Not with masks or during precrop.
+    random_background: for images with alpha (Blender scenes, RGBA captures), each training ray is
+    composited over a random colour of its own, and so is its target pixel (instant-ngp's rule):
+    a ray matches its pixel only with the pixel's own opacity, so a bright or view-dependent
+    surface cannot be faked as see-through onto the fixed background colour. Renders and
+    evaluation keep data.background. Images without alpha: no effect."""
 
     max_steps: int = 200_000
     max_minutes: float = 0.0
@@ -60,6 +65,7 @@ class TrainConfig:
     pixel_jitter: bool = False
     error_sampling: float = 0.0
     error_map_cells: int = 64
+    random_background: bool = False
     precision: str = "fp32"
     log_every: int = 25
     eval_every: int = 500

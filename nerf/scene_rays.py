@@ -23,7 +23,10 @@ class SceneInfo:
     (2, 3) around the training cameras' centres (scene contraction keeps them uncontracted; None
     in runs saved before it was recorded); box_from_file: the content box is the one the capture
     file states (instant-ngp's aabb_scale, an aabb), not one found from points or frusta (False
-    in runs saved before it was recorded)."""
+    in runs saved before it was recorded); pixel_size: how wide a training pixel is at the content
+    box's centre, in scene units (the median over the training cameras of distance / focal
+    length), for a marching step matched to the images' resolution (None in runs saved before it
+    was recorded)."""
 
     near: float
     far: float
@@ -33,6 +36,7 @@ class SceneInfo:
     n_images: int = 0
     camera_box: list | None = None
     box_from_file: bool = False
+    pixel_size: float | None = None
 
     @classmethod
     def from_scene(cls, scene, has_alpha: bool) -> "SceneInfo":
@@ -41,7 +45,16 @@ class SceneInfo:
                    background=scene.background.tolist() if has_alpha else None, ndc=bool(scene.ndc),
                    n_images=int(scene.cameras.c2w.shape[0]),
                    camera_box=torch.stack([centres.amin(0), centres.amax(0)]).tolist(),
-                   box_from_file=(getattr(scene, "metadata", None) or {}).get("box_source") in FILE_BOXES)
+                   box_from_file=(getattr(scene, "metadata", None) or {}).get("box_source") in FILE_BOXES,
+                   pixel_size=pixel_size(scene.cameras, scene.bbox))
+
+
+def pixel_size(cameras, bbox) -> float:
+    """Median over the cameras of the width of a pixel at the centre of `bbox` (2, 3): distance / focal length."""
+    centre = torch.as_tensor(bbox, dtype=torch.float32).mean(0)
+    distance = (cameras.c2w[:, :3, 3].float() - centre).norm(dim=-1)
+    focal = torch.as_tensor(cameras.fx, dtype=torch.float32).expand_as(distance)
+    return float((distance / focal).median())
 
 
 def _maybe_ndc(rays: RayBundle, cameras, cam_idx: torch.Tensor, info: SceneInfo) -> RayBundle:

@@ -25,6 +25,8 @@ class RayBundle:
     direction in the world); None means `directions` is the viewing direction. Models read it
     through `view_directions`. cam_idx: optional (n_rays,) index of the training image each
     ray comes from (per-image appearance codes, camera refinement); None for renders.
+    background: optional (n_rays, 3) colour each ray is composited over (training with random
+    backgrounds); None: the model's own background.
     """
 
     origins: torch.Tensor
@@ -33,6 +35,7 @@ class RayBundle:
     far: torch.Tensor
     viewdirs: torch.Tensor | None = None
     cam_idx: torch.Tensor | None = None
+    background: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.origins.shape[0]

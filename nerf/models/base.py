@@ -47,6 +47,11 @@ class RenderModel(nn.Module):
         on = self.precision == "bf16" or (self.precision == "auto" and native_bf16(device_type))
         return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=on)
 
+    def ray_background(self, rays: RayBundle) -> torch.Tensor | None:
+        """The colour rays are composited over: their own (training with random backgrounds,
+        train.random_background), else the scene's; None: black."""
+        return rays.background if rays.background is not None else self.background
+
     def forward(self, rays: RayBundle, mode: str = RENDER, generator: torch.Generator | None = None,
                 jitter: bool | None = None) -> dict:
         """mode "train": the outputs a loss needs, samples jittered (drawn from `generator`);

@@ -44,7 +44,11 @@ class FastConfig:
     hidden/geo_features/colour_hidden: the small MLP heads; sh_degree: spherical harmonics of the
     view direction (1-5). reflect: the colour head also sees the view direction mirrored about a
     normal it learns (`FastField`), for highlights and mirror-like materials.
-    steps: marching steps along the scene box's diagonal. occ_*: the
+    steps: marching steps along the scene box's diagonal. step_pixels: in a box (neither NDC nor
+    contracted), when > 0, at least as many steps as make a step no longer than this many pixel
+    widths at the content's centre (`SceneInfo.pixel_size`), at most MAX_STEPS: finer images get
+    finer steps, so a surface's colour is not smeared over several pixels along the rays that
+    cross it. occ_*: the
     occupancy grid (resolution, refresh interval in steps, warm-up steps, cells refreshed per
     update (0 = all in warm-up, a quarter after), opacity threshold, decay). early_stop: stop a
     ray below this transmittance; alpha_min: drop samples with less opacity. grid_lr_scale:
@@ -135,6 +139,7 @@ class FastConfig:
     sh_degree: int = 4
     reflect: bool = False
     steps: int = 512
+    step_pixels: float = 0.0
     occ_res: int = 128
     occ_update_every: int = 16
     occ_warmup: int = 256
@@ -189,7 +194,7 @@ class FastConfig:
         if not 1 <= self.sh_degree <= 5:
             errs.append(f"model.fast.sh_degree: must be in [1, 5], got {self.sh_degree}")
         for k in ("occ_warmup", "occ_cells", "train_samples", "appearance_dim", "alpha_min", "render_weight_min",
-                  "distortion_weight", "near_grad_distance"):
+                  "distortion_weight", "near_grad_distance", "step_pixels"):
             if getattr(self, k) < 0:
                 errs.append(f"model.fast.{k}: must be >= 0, got {getattr(self, k)}")
         if not 0 <= self.prune_min_share <= 1:
@@ -227,6 +232,7 @@ class FastConfig:
         return errs
 
 
+MAX_STEPS = 2048  # the most marching steps along the box's diagonal that step_pixels asks for
 FILE_BOX_LIMIT = 32.0  # widest box stated by a capture file that auto marches in (scene units)
 
 
@@ -277,6 +283,16 @@ def contraction_frame(bbox, camera_box=None) -> tuple[list[float], float]:
     return centre.tolist(), max(half, 0.05)
 
 
+def box_steps(fc: FastConfig, info: SceneInfo) -> int:
+    """Marching steps along the scene box's diagonal: `steps`, or more where `step_pixels` asks
+    for a step of at most that many pixel widths (not in NDC, whose box is not the world's)."""
+    if fc.step_pixels <= 0 or info.ndc or not info.pixel_size:
+        return fc.steps
+    box = torch.as_tensor(info.bbox, dtype=torch.float32)
+    wanted = math.ceil(float((box[1] - box[0]).norm()) / (fc.step_pixels * info.pixel_size))
+    return max(fc.steps, min(wanted, MAX_STEPS))
+
+
 class FastNeRF(RenderModel):
     def __init__(self, cfg: FastConfig, info: SceneInfo, precision: str = "fp32", seed: int = 0):
         super().__init__(info, precision, seed)
@@ -299,7 +315,7 @@ class FastNeRF(RenderModel):
             step = None
         box = torch.tensor(bbox, dtype=torch.float32)
         if step is None:
-            step = float((box[1] - box[0]).norm()) / fc.steps
+            step = float((box[1] - box[0]).norm()) / box_steps(fc, info)
         # Start as a uniform fog whose opacity per marching step (init_alpha) is above the
         # occupancy threshold: every cell stays occupied until training has shown it empty,
         # instead of the first refresh culling half the cells at random around the mean.
@@ -468,7 +484,7 @@ class FastNeRF(RenderModel):
             if train and fc.near_grad_distance > 0 and not self.info.ndc:
                 scale = near_camera_scale(t, fc.near_grad_distance)
                 sigma, rgb = scale_gradient(sigma, scale), scale_gradient(rgb, scale)
-        background = self.background
+        background = self.ray_background(rays)
         if background is None and fc.random_background and self.training and train and jitter is not False:
             background = torch.rand(n, 3, generator=generator, device=o.device)
         out = composite_packed(sigma.float(), rgb.float(), t_start, t_end, ray_idx, n, background, far)

@@ -93,7 +93,8 @@ class VanillaNeRF(RenderModel):
         dirs = rays.view_directions[:, None, :].expand(n_rays, n, 3)
         with self.autocast(pts.device.type):
             sigma, rgb = field(pts.reshape(-1, 3), dirs.reshape(-1, 3))
-        return composite(sigma.float().reshape(n_rays, n), rgb.float().reshape(n_rays, n, 3), edges, self.background)
+        return composite(sigma.float().reshape(n_rays, n), rgb.float().reshape(n_rays, n, 3), edges,
+                         self.ray_background(rays))
 
     def forward(self, rays: RayBundle, mode: str = RENDER, generator: torch.Generator | None = None,
                 jitter: bool | None = None) -> dict:

@@ -47,6 +47,15 @@ def _in_pixel(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, jitt
     return x.float() + u[0], y.float() + u[1]
 
 
+def over_random_background(target: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor,
+                           generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Target pixels (n, 3) composited over `background` (3,) with their alpha (n,), re-composited
+    over a random colour per pixel: the new targets (n, 3) and the colours (n, 3), which the rays
+    are then composited over. Exact for premultiplied colour: c + (1 - a) * (new - old)."""
+    colours = torch.rand(target.shape[0], 3, generator=generator, device=target.device)
+    return target + (1.0 - alpha)[:, None] * (colours - background), colours
+
+
 def masked_pixels(mask: torch.Tensor | None) -> torch.Tensor | None:
     """Flat indices of the pixels a mask (n, H, W) keeps (> 0.5); None when it keeps them all."""
     if mask is None:

@@ -27,7 +27,7 @@ from nerf.runs.checkpoints import load_latest_checkpoint, save_checkpoint
 from nerf.runs.run_folder import build_run_model, prepare_run_dir, save_refined_cameras, save_scene_json
 from nerf.scene_rays import SceneInfo, pixel_rays
 from nerf.training import distributed
-from nerf.training.batches import masked_pixels, sample_batch
+from nerf.training.batches import masked_pixels, over_random_background, sample_batch
 from nerf.training.distributed import SINGLE, RankLost, Ranks
 from nerf.training.error_map import ErrorMap
 from nerf.training.schedules import learning_rate
@@ -137,6 +137,10 @@ class Trainer:
         self.images = self.scene.images.to(device)
         self.cameras = self.scene.cameras.to(device)
         self.valid_pixels = masked_pixels(self.scene.mask)
+        self.alpha = None  # the training images' alpha, for random backgrounds
+        if cfg.train.random_background and self.scene.alpha is not None:
+            self.alpha = self.scene.alpha.to(device)
+            self.image_background = self.scene.background.to(device)
         if self.valid_pixels is not None:
             self.valid_pixels = self.valid_pixels.to(device)
         self.error_map = None  # where recent rays erred, to draw a share of each batch from
@@ -247,6 +251,9 @@ class Trainer:
                                              self.error_map, t.error_sampling)
             rays = pixel_rays(self.cameras, cam, x, y, self.info)
             rays.cam_idx = cam  # the image of each ray, for per-image parameters
+            if self.alpha is not None:
+                alpha = self.alpha[cam, y.long(), x.long()]  # x, y inside their pixels: the floor is the pixel
+                target, rays.background = over_random_background(target, alpha, self.image_background, generator)
             shards.append((rays, target, generator, n / t.batch_rays))
             pixels.append((cam, x, y))
         reduce = (lambda finite: distributed.reduce_gradients(self.ranks, self.model, finite)) if self.ranks.active else None
@@ -447,4 +454,4 @@ class Trainer:
         """Drop the training and validation images (cameras and `info` stay): the evaluation that
         follows training in the same process then never holds the training split and the test
         split at once."""
-        self.scene = self.val_scene = self.images = self.valid_pixels = self.error_map = None
+        self.scene = self.val_scene = self.images = self.valid_pixels = self.error_map = self.alpha = None
