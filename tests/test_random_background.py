@@ -91,11 +91,11 @@ def test_a_random_background_keeps_bright_surfaces_opaque(tmp_path):
     """The built-in scene's bright yellow and cream surfaces, and the gloss variant's white
     highlights, lie near its white background colour: over a fixed white they can be learned
     part see-through at little cost, and the depth is then off. Over a random colour per ray they
-    cannot: the depth against the exact truth is clearly better, and PSNR is not worse."""
+    cannot: the depth against the exact truth and the PSNR are clearly better."""
     for variant in ([], ["data.synthetic.gloss=0.6"]):
         fixed = _depth_error(tmp_path / f"fixed{len(variant)}", variant)
         random = _depth_error(tmp_path / f"random{len(variant)}", variant + ["train.random_background=true"])
         print(variant, f"depth error {fixed[0]:.4f} fixed, {random[0]:.4f} random; "
               f"PSNR {fixed[1]:.2f} / {random[1]:.2f}")
-        assert random[0] < 0.9 * fixed[0]
-        assert random[1] > fixed[1] - 0.2
+        assert random[0] < 0.8 * fixed[0]
+        assert random[1] > fixed[1] + 0.5
