@@ -1,6 +1,7 @@
 """train.random_background: training rays of images with alpha are composited over a random colour
 each, and so are their target pixels, exactly."""
 import torch
+from test_synthetic_variants import _short_run  # the variants' short run on the built-in scene
 
 from nerf.config import load_config
 from nerf.training.batches import over_random_background
@@ -57,7 +58,7 @@ def test_training_rays_and_targets_share_the_random_colour(tmp_path):
     # the model composites each ray over the same colour: what is left once it is taken off is a
     # premultiplied colour, between 0 and the ray's opacity
     rgb, opacity = seen["rgb"], seen["opacity"]
-    assert float(opacity.min()) < 0.9  # some of every ray's background shows
+    assert float(opacity.min()) < 0.9  # some rays' backgrounds show
     premultiplied = rgb - (1 - opacity) * rays.background
     assert float(premultiplied.min()) > -1e-5 and float((premultiplied - opacity).max()) < 1e-5
 
@@ -69,32 +70,15 @@ def test_fixed_background_and_images_without_alpha_are_left_alone(tmp_path):
     assert seen["rays"].background is None
 
 
-SHORT = ["data.synthetic.resolution=32", "data.synthetic.n_train=24", "data.synthetic.n_test=4",
-         "train.max_steps=150", "train.max_minutes=0", "train.eval_every=0", "train.checkpoint_every=150",
-         "model.fast.occ_warmup=64", "train.batch_rays=1024"]
-
-
-def _depth_error(tmp_path, overrides):
-    from conftest import DEVICE
-
-    from nerf.datasets import load_scene
-    from nerf.inference.views import score_views
-
-    cfg = load_config("builtin", SHORT + overrides)
-    tr = Trainer(cfg, tmp_path, DEVICE, log=lambda *x: None, show_progress=False)
-    tr.train()
-    res = score_views(tr.model, load_scene(cfg.data, "test"), tr.info, cfg.render.chunk)
-    return res["depth_mae"], res["psnr"]
-
-
 def test_a_random_background_keeps_bright_surfaces_opaque(tmp_path):
     """The built-in scene's bright yellow and cream surfaces, and the gloss variant's white
     highlights, lie near its white background colour: over a fixed white they can be learned
     part see-through at little cost, and the depth is then off. Over a random colour per ray they
     cannot: the depth against the exact truth and the PSNR are clearly better."""
     for variant in ([], ["data.synthetic.gloss=0.6"]):
-        fixed = _depth_error(tmp_path / f"fixed{len(variant)}", variant)
-        random = _depth_error(tmp_path / f"random{len(variant)}", variant + ["train.random_background=true"])
+        fixed = _short_run(tmp_path / f"fixed{len(variant)}", variant)[2]
+        random = _short_run(tmp_path / f"random{len(variant)}", variant + ["train.random_background=true"])[2]
+        fixed, random = (fixed["depth_mae"], fixed["psnr"]), (random["depth_mae"], random["psnr"])
         print(variant, f"depth error {fixed[0]:.4f} fixed, {random[0]:.4f} random; "
               f"PSNR {fixed[1]:.2f} / {random[1]:.2f}")
         assert random[0] < 0.8 * fixed[0]

@@ -137,12 +137,12 @@ class Trainer:
         self.images = self.scene.images.to(device)
         self.cameras = self.scene.cameras.to(device)
         self.valid_pixels = masked_pixels(self.scene.mask)
+        if self.valid_pixels is not None:
+            self.valid_pixels = self.valid_pixels.to(device)
         self.alpha = None  # the training images' alpha, for random backgrounds
         if cfg.train.random_background and self.scene.alpha is not None:
             self.alpha = self.scene.alpha.to(device)
             self.image_background = self.scene.background.to(device)
-        if self.valid_pixels is not None:
-            self.valid_pixels = self.valid_pixels.to(device)
         self.error_map = None  # where recent rays erred, to draw a share of each batch from
         if cfg.train.error_sampling > 0 and self.valid_pixels is None:
             self.error_map = ErrorMap.for_images(self.images, cfg.train.error_map_cells)
