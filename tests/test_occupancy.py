@@ -168,6 +168,35 @@ def test_coarse_strides_keep_every_occupied_step():
     assert (t - ts[r_ref, c_ref]).abs().max() < 1e-4
 
 
+def test_stride_levels_keep_every_occupied_step_in_contracted_space():
+    """The same exactness on a contracted grid, where steps are uniform in the warped distance and
+    grow past the knee: both stride levels (coarse, then a finer one inside the kept coarse
+    strides) drop only steps that land in empty cells."""
+    gen = torch.Generator().manual_seed(5)
+    g = OccupancyGrid([[-2.0] * 3, [2.0] * 3], 64, 0.004, contraction="linf", radius=0.5, knee=0.5)
+    occ = torch.zeros(64, 64, 64, dtype=torch.bool)
+    for c in torch.randint(3, 61, (16, 3), generator=gen):
+        occ[c[0] - 2:c[0] + 2, c[1] - 1:c[1] + 2, c[2] - 2:c[2] + 3] = True
+    g.restrict(occ.reshape(-1))
+    assert [f for f, _ in g._stride_levels()] == [8, 2]
+    n = 2000
+    d = torch.nn.functional.normalize(torch.randn(n, 3, generator=gen), dim=-1)
+    o = torch.rand(n, 3, generator=gen) * 0.4 - 0.2
+    near, far = torch.full((n, 1), 0.02), torch.full((n, 1), 30.0)
+    offset = torch.rand(n, generator=gen)
+    t, ray_idx = g.candidates(o, d, near, far, offset)
+    s_in, counts = g.ray_steps(o, d, near, far, offset)
+    k = torch.arange(int(counts.max()), dtype=torch.float32)
+    ss = s_in[:, None] + (k[None, :] + offset[:, None]) * g.step  # (n, K) warped distances
+    ts = g.to_t(ss)
+    occ_ref = g.is_occupied((o[:, None, :] + d[:, None, :] * ts[..., None]).reshape(-1, 3)).view(n, -1)
+    occ_ref &= k[None, :] < counts[:, None]
+    r_ref, c_ref = occ_ref.nonzero(as_tuple=True)
+    assert r_ref.numel() > 1000
+    assert torch.equal(ray_idx, r_ref)
+    assert torch.allclose(t, ts[r_ref, c_ref], rtol=1e-5, atol=1e-5)
+
+
 def test_windowed_marching_keeps_the_same_samples():
     """march_field walks rays in windows of steps (the next window only for rays still alive):
     the kept samples are exactly those of marching every step at once, on a contracted grid

@@ -48,7 +48,9 @@ class FastConfig:
     contracted), when > 0, at least as many steps as make a step no longer than this many pixel
     widths at the content's centre (`SceneInfo.pixel_size`), at most MAX_STEPS: finer images get
     finer steps, so a surface's colour is not smeared over several pixels along the rays that
-    cross it. occ_*: the
+    cross it. grid_pixels: likewise for the tensorf planes in a box, when > 0: a final
+    `grid_res` of at least the scene box's longest side over this many pixel widths (rounded to
+    a multiple of 16, at most MAX_GRID_RES), so finer images get finer planes. occ_*: the
     occupancy grid (resolution, refresh interval in steps, warm-up steps, cells refreshed per
     update (0 = all in warm-up, a quarter after), opacity threshold, decay). early_stop: stop a
     ray below this transmittance; alpha_min: drop samples with less opacity. grid_lr_scale:
@@ -140,6 +142,7 @@ class FastConfig:
     reflect: bool = False
     steps: int = 512
     step_pixels: float = 0.0
+    grid_pixels: float = 0.0
     occ_res: int = 128
     occ_update_every: int = 16
     occ_warmup: int = 256
@@ -194,7 +197,7 @@ class FastConfig:
         if not 1 <= self.sh_degree <= 5:
             errs.append(f"model.fast.sh_degree: must be in [1, 5], got {self.sh_degree}")
         for k in ("occ_warmup", "occ_cells", "train_samples", "appearance_dim", "alpha_min", "render_weight_min",
-                  "distortion_weight", "near_grad_distance", "step_pixels"):
+                  "distortion_weight", "near_grad_distance", "step_pixels", "grid_pixels"):
             if getattr(self, k) < 0:
                 errs.append(f"model.fast.{k}: must be >= 0, got {getattr(self, k)}")
         if not 0 <= self.prune_min_share <= 1:
@@ -233,6 +236,7 @@ class FastConfig:
 
 
 MAX_STEPS = 2048  # the most marching steps along the box's diagonal that step_pixels asks for
+MAX_GRID_RES = 512  # the finest tensorf planes grid_pixels asks for
 FILE_BOX_LIMIT = 32.0  # widest box stated by a capture file that auto marches in (scene units)
 
 
@@ -263,6 +267,17 @@ def resolve_encoding(fc: FastConfig, contraction: str) -> FastConfig:
         enc = "tensorf" if contraction == "none" else "dense"
     res = fc.dense_res if enc == "dense" and fc.dense_res else fc.grid_res
     return replace(fc, encoding=enc, grid_res=res)
+
+
+def pixel_grid_res(fc: FastConfig, info: SceneInfo, contraction: str) -> FastConfig:
+    """`fc` with the tensorf planes' final resolution raised where `grid_pixels` asks for cells of
+    at most that many pixel widths across the scene box (in a box, not NDC): the planes were sized
+    on small images, and on finer ones a cell spans more pixels than the colour can vary over."""
+    if fc.grid_pixels <= 0 or fc.encoding != "tensorf" or contraction != "none" or info.ndc or not info.pixel_size:
+        return fc
+    box = torch.as_tensor(info.bbox, dtype=torch.float32)
+    wanted = 16 * round(float((box[1] - box[0]).max()) / (fc.grid_pixels * info.pixel_size) / 16)
+    return replace(fc, grid_res=max(fc.grid_res, min(wanted, MAX_GRID_RES)))
 
 
 def contraction_frame(bbox, camera_box=None) -> tuple[list[float], float]:
@@ -298,7 +313,7 @@ class FastNeRF(RenderModel):
         super().__init__(info, precision, seed)
         self.lr_factor = 1.0  # the learning rate's decay so far, from the before_step hook
         self.contraction = resolve_contraction(cfg, info)
-        fc = self.fc = resolve_encoding(cfg, self.contraction)
+        fc = self.fc = pixel_grid_res(resolve_encoding(cfg, self.contraction), info, self.contraction)
         if info.ndc and self.contraction != "none":
             raise ValueError("model.fast.contraction: NDC rays (data.ndc) are already bounded; use contraction=none")
         grid_kw = {}
