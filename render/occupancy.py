@@ -10,7 +10,8 @@ lives in buffers so it is saved with a model's state dict.
 
 Marching (`march`) steps each ray through the box at a fixed step, keeps the steps that fall in
 occupied cells (first in strides of several steps against a coarse, dilated copy of the grid, so
-long empty stretches cost one test per stride, then step by step inside the strides that may hold
+long empty stretches cost one test per stride, then in shorter strides against a finer dilated
+copy inside the coarse strides kept, then step by step inside the strides that may hold
 content), and then evaluates density in rounds of growing size (8, 16, 32, ... steps per
 ray) so that a ray stops as soon as its transmittance drops below `early_stop`: no Python loop
 over rays or samples, a handful of rounds per batch. The candidate steps come in windows (the

@@ -1,4 +1,5 @@
-"""model.fast.step_pixels: the marching step follows the images' resolution."""
+"""model.fast.step_pixels and grid_pixels: the marching step and the tensorf planes follow the
+images' resolution."""
 import dataclasses
 import math
 
@@ -6,7 +7,7 @@ import pytest
 
 from nerf.config import load_config
 from nerf.datasets import load_scene
-from nerf.models.fast import MAX_STEPS, FastConfig, FastNeRF, box_steps
+from nerf.models.fast import MAX_GRID_RES, MAX_STEPS, FastConfig, FastNeRF, box_steps
 from nerf.scene_rays import SceneInfo
 
 BOX = [[-1.5, -1.5, -1.5], [1.5, 1.5, 1.5]]
@@ -42,7 +43,33 @@ def test_steps_grow_with_the_resolution_and_stop_at_the_cap():
 
 def test_step_pixels_is_checked_and_pixel_size_saved_with_the_run():
     assert FastConfig(step_pixels=-1).validate() == ["model.fast.step_pixels: must be >= 0, got -1"]
+    assert FastConfig(grid_pixels=-2).validate() == ["model.fast.grid_pixels: must be >= 0, got -2"]
     saved = dataclasses.asdict(SceneInfo(2.0, 6.0, BOX, None, pixel_size=0.01))
     assert SceneInfo(**saved).pixel_size == 0.01
     del saved["pixel_size"]  # a run saved before it was recorded
     assert SceneInfo(**saved).pixel_size is None
+
+
+def test_tensorf_planes_grow_with_the_resolution_in_a_box_only():
+    fc = FastConfig(encoding="tensorf", grid_res=160, grid_pixels=3.2, grid_res_start=64, grid_upsample_count=3)
+    lego = SceneInfo(2.0, 6.0, BOX, [1, 1, 1], pixel_size=4.0 / 1111.1)  # lego at 800x800
+    # the box's 3 units over 3.2 pixel widths: 260 cells, rounded to a multiple of 16
+    assert FastNeRF(fc, lego).fc.grid_res == 256
+    model = FastNeRF(fc, lego)
+    assert max(model.grid_schedule().values()) == 256 and model.field.encoding.res == 64
+    assert FastNeRF(fc, dataclasses.replace(lego, pixel_size=4.0 / 555.6)).fc.grid_res == 160  # 400x400: as set
+    assert FastNeRF(fc, dataclasses.replace(lego, pixel_size=1e-5)).fc.grid_res == MAX_GRID_RES
+    # off, in NDC, for runs saved before pixel_size, and for the other encodings: as set
+    assert FastNeRF(dataclasses.replace(fc, grid_pixels=0.0), lego).fc.grid_res == 160
+    assert FastNeRF(fc, dataclasses.replace(lego, ndc=True)).fc.grid_res == 160
+    assert FastNeRF(fc, dataclasses.replace(lego, pixel_size=None)).fc.grid_res == 160
+    assert FastNeRF(dataclasses.replace(fc, encoding="dense", grid_res=32, grid_res_start=0), lego).fc.grid_res == 32
+
+
+def test_blender_config_gives_lego_at_800_its_finer_planes():
+    cfg = load_config("blender", [])
+    lego = SceneInfo(2.0, 6.0, BOX, [1, 1, 1], pixel_size=0.003628)  # lego's own at 800x800 (saved with its runs)
+    model = FastNeRF(cfg.model.fast, lego)
+    assert model.fc.grid_res == 256 and box_steps(cfg.model.fast, lego) == 512
+    model = FastNeRF(cfg.model.fast, dataclasses.replace(lego, pixel_size=4 * 0.003628))  # 200x200
+    assert model.fc.grid_res == cfg.model.fast.grid_res and box_steps(cfg.model.fast, model.info) == cfg.model.fast.steps
