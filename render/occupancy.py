@@ -10,8 +10,7 @@ lives in buffers so it is saved with a model's state dict.
 
 Marching (`march`) steps each ray through the box at a fixed step, keeps the steps that fall in
 occupied cells (first in strides of several steps against a coarse, dilated copy of the grid, so
-long empty stretches cost one test per stride, then in shorter strides against a finer dilated
-copy inside the coarse strides kept, then step by step inside the strides that may hold
+long empty stretches cost one test per stride, then step by step inside the strides that may hold
 content), and then evaluates density in rounds of growing size (8, 16, 32, ... steps per
 ray) so that a ray stops as soon as its transmittance drops below `early_stop`: no Python loop
 over rays or samples, a handful of rounds per batch. The candidate steps come in windows (the
@@ -248,24 +247,18 @@ class OccupancyGrid(nn.Module):
         self._refresh_box()
 
     COARSE = 8  # fine cells per coarse cell along each axis
-    LEVELS = (8, 2)  # fine cells per cell of the stride levels along each axis, coarsest first
 
-    def coarse_level(self, factor: int | None = None) -> tuple[torch.Tensor, int]:
-        """Coarse occupancy (rc^3,) and rc: a coarse cell (factor^3 fine cells, COARSE by default)
-        is marked when it or any of its 26 neighbours holds an occupied fine cell, so a stride that
-        starts in an unmarked coarse cell and is no longer than a coarse cell's width never meets
-        content."""
-        factor = factor or self.COARSE
-        dev = self.occupied.device
-        if self._coarse is None or self._coarse.get("device") != dev:
-            self._coarse = {"device": dev}
-        if factor not in self._coarse:
+    def coarse_level(self) -> tuple[torch.Tensor, int]:
+        """Coarse occupancy (rc^3,) and rc: a coarse cell (COARSE^3 fine cells) is marked when it
+        or any of its 26 neighbours holds an occupied fine cell, so a stride that starts in an
+        unmarked coarse cell and is no longer than a coarse cell's width never meets content."""
+        if self._coarse is None or self._coarse[0].device != self.occupied.device:
             r = self.res
             occ = self.occupied.view(1, 1, r, r, r).float()
-            coarse = F.max_pool3d(occ, factor, factor, ceil_mode=True)
+            coarse = F.max_pool3d(occ, self.COARSE, self.COARSE, ceil_mode=True)
             coarse = F.max_pool3d(coarse, 3, 1, padding=1)
-            self._coarse[factor] = (coarse.reshape(-1) > 0, coarse.shape[-1])
-        return self._coarse[factor]
+            self._coarse = (coarse.reshape(-1) > 0, coarse.shape[-1])
+        return self._coarse
 
     def _refresh_box(self) -> None:
         self._coarse = None
@@ -300,11 +293,9 @@ class OccupancyGrid(nn.Module):
             o_cell, d_cell = (origins - self.bbox[0]) * scale, dirs * scale
         if k_hi is not None:
             counts = counts.clamp_max(k_hi)
-        levels = self._stride_levels()  # [(cells per level cell, steps per stride), ...], coarsest first
-        stride = levels[0][1] if levels else 1
+        stride = self._stride()
         n_strides = max(int(counts.max()) - k_lo + stride - 1, 0) // stride if counts.numel() else 0
         lo, scale = self.bbox[0], self.res / (self.bbox[1] - self.bbox[0])
-        dev = origins.device
 
         def cells(s, rays):  # distances (m, k) of rays (m,) -> grid points in fine-cell units
             if o_cell is not None:
@@ -312,33 +303,22 @@ class OccupancyGrid(nn.Module):
             pts = torch.addcmul(_take(origins, rays)[:, None, :], _take(dirs, rays)[:, None, :], self.to_t(s)[..., None])
             return (self.to_grid(pts) - lo) * scale
 
-        # every ray's top-level strides side by side (n, n_strides): a broadcast, then only the kept ones
-        k0 = k_lo + torch.arange(n_strides, device=dev) * stride
+        # every ray's strides side by side (n, n_strides): a broadcast, then only the kept ones
+        k0 = k_lo + torch.arange(n_strides, device=origins.device) * stride
         maybe = k0[None, :] < counts[:, None]
-        rays = torch.arange(origins.shape[0], device=dev)
-        starts = k0.expand(origins.shape[0], -1)
-        for i, (factor, stride) in enumerate(levels):
-            # drop the strides that start in a level cell with no content around; each kept stride
-            # is then split into the strides of the next level (or into steps)
-            if i:
-                sub = torch.arange(levels[i - 1][1] // stride, device=dev) * stride
-                starts = starts[:, None] + sub
-                maybe = starts < _take(counts, rays)[:, None]
-            occ, rc = self.coarse_level(factor)
-            s0 = _take(s_in, rays)[:, None] + (starts + _take(offset, rays)[:, None]) * self.step
-            maybe &= _take(occ, self._flat_cell(cells(s0, rays).div_(factor), rc))
-            r, j = maybe.nonzero(as_tuple=True)  # ray-major, strides in order
-            rays, starts = _take(rays, r), starts[r, j]
-        if not levels:
-            r, j = maybe.nonzero(as_tuple=True)
-            rays, starts = _take(rays, r), starts[r, j]
+        if stride > 1:  # drop the strides that start in a coarse cell with no content around
+            coarse, rc = self.coarse_level()
+            s0 = s_in[:, None] + (k0[None, :] + offset[:, None]) * self.step
+            rays = torch.arange(origins.shape[0], device=origins.device)
+            maybe &= _take(coarse, self._flat_cell(cells(s0, rays).div_(self.COARSE), rc))
+        ray_idx, j = maybe.nonzero(as_tuple=True)  # ray-major, strides in order
         # the steps of the kept strides (m', stride), tested one by one against the fine grid
-        k = starts[:, None] + torch.arange(stride, device=dev)
-        s = _take(s_in, rays)[:, None] + (k.float() + _take(offset, rays)[:, None]) * self.step
+        k = _take(k0, j)[:, None] + torch.arange(stride, device=origins.device)
+        s = _take(s_in, ray_idx)[:, None] + (k.float() + _take(offset, ray_idx)[:, None]) * self.step
         # the steps lie inside the grid by construction (up to rounding, which the clamp absorbs)
-        keep = (k < _take(counts, rays)[:, None]) & _take(self.occupied, self._flat_cell(cells(s, rays), self.res))
+        keep = (k < _take(counts, ray_idx)[:, None]) & _take(self.occupied, self._flat_cell(cells(s, ray_idx), self.res))
         keep = keep.view(-1).nonzero()[:, 0]
-        return self.to_t(_take(s.view(-1), keep)), _take(rays, keep.div(stride, rounding_mode="floor"))
+        return self.to_t(_take(s.view(-1), keep)), _take(ray_idx, keep.div(stride, rounding_mode="floor"))
 
     def ray_steps(self, origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
                   offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -352,33 +332,14 @@ class OccupancyGrid(nn.Module):
             s_in, end = torch.maximum(t_in, near.reshape(-1)), torch.minimum(t_out, far.reshape(-1))
         return s_in, torch.ceil((end - s_in) / self.step - offset).clamp_min(0).long()
 
-    def _stride(self, factor: int | None = None) -> int:
-        """Marching steps per stride of a level whose cells are `factor` fine cells wide (COARSE by
-        default): as many as fit in such a cell's narrowest width. Contracted: a step spans at
-        most step / radius of the grid's space inside the unit ball and, with steps growing past
-        the knee, at most about four times that outside it (the contracted cells grow with the
-        square of the distance, as the quadratic steps do)."""
-        width = float(((self.bbox[1] - self.bbox[0]) / self.res).min()) * (factor or self.COARSE)
+    def _stride(self) -> int:
+        """Marching steps per coarse stride: as many as fit in a coarse cell's narrowest width.
+        Contracted: a step spans at most step / radius of the grid's space inside the unit ball
+        and, with steps growing past the knee, at most about four times that outside it (the
+        contracted cells grow with the square of the distance, as the quadratic steps do)."""
+        width = float(((self.bbox[1] - self.bbox[0]) / self.res).min()) * self.COARSE
         step = self.step if not self.contracted else 4.0 * self.step / self.radius
         return max(int(width / step * (1 - 1e-4)), 1)
-
-    def _stride_levels(self) -> list[tuple[int, int]]:
-        """The levels a listing tests strides against, coarsest first: (fine cells per level cell,
-        steps per stride), each stride a whole number of the next level's strides and at least
-        twice as long. A coarse level lets a long empty stretch cost one test per stride; a finer
-        one, tested only inside the coarse strides kept, spares most of the step-by-step tests
-        around content (the coarse level's dilation is a whole coarse cell wide)."""
-        levels = []
-        for factor in self.LEVELS:
-            stride = self._stride(factor)
-            if stride < 2:
-                continue
-            if levels:
-                if stride * 2 > levels[-1][1]:
-                    continue
-                levels[-1] = (levels[-1][0], levels[-1][1] // stride * stride)
-            levels.append((factor, stride))
-        return levels
 
     @staticmethod
     def _flat_cell(cell_pts: torch.Tensor, res: int) -> torch.Tensor:
@@ -438,8 +399,7 @@ class OccupancyGrid(nn.Module):
         acc_tau = torch.zeros(n, device=dev)
         alive = torch.ones(n, dtype=torch.bool, device=dev)
         ts, rays, sigmas, payloads = [], [], [], []
-        levels = self._stride_levels()  # whole top-level strides per window: none listed and then cut off
-        stride = levels[0][1] if levels else 1
+        stride = self._stride()  # whole strides per window: none listed and then cut off
         evaluated, k_lo, width = 0, 0, -(-(window or self.WINDOW) // stride) * stride
         steps = self.ray_steps(origins, dirs, near, far, offset)[1]
         while True:  # windows of steps, each for the rays still alive: no candidates behind surfaces
