@@ -54,9 +54,9 @@ def test_tensorf_planes_grow_with_the_resolution_in_a_box_only():
     fc = FastConfig(encoding="tensorf", grid_res=160, grid_pixels=3.2, grid_res_start=64, grid_upsample_count=3)
     lego = SceneInfo(2.0, 6.0, BOX, [1, 1, 1], pixel_size=4.0 / 1111.1)  # lego at 800x800
     # the box's 3 units over 3.2 pixel widths: 260 cells, rounded to a multiple of 16
-    assert FastNeRF(fc, lego).fc.grid_res == 256
     model = FastNeRF(fc, lego)
-    assert max(model.grid_schedule().values()) == 256 and model.field.encoding.res == 64
+    assert model.fc.grid_res == 256
+    assert max(model.grid_schedule().values()) == 256 and model.field.encoding.res == 64  # coarse-to-fine as before
     assert FastNeRF(fc, dataclasses.replace(lego, pixel_size=4.0 / 555.6)).fc.grid_res == 160  # 400x400: as set
     assert FastNeRF(fc, dataclasses.replace(lego, pixel_size=1e-5)).fc.grid_res == MAX_GRID_RES
     # off, in NDC, for runs saved before pixel_size, and for the other encodings: as set
