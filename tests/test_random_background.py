@@ -48,7 +48,9 @@ def _first_batch(tmp_path, overrides):
 
 
 def test_training_rays_and_targets_share_the_random_colour(tmp_path):
-    tr, seen = _first_batch(tmp_path, ["train.random_background=true"])
+    """The built-in scene's default (builtin.yaml), as blender.yaml's for Blender scenes."""
+    assert load_config("blender", []).train.random_background
+    tr, seen = _first_batch(tmp_path, [])
     rays, target = seen["rays"], seen["target"]
     assert rays.background is not None and rays.background.shape == (len(rays), 3)
     # the pixels the scene's alpha leaves empty: their target is the ray's own colour, not white
@@ -64,7 +66,7 @@ def test_training_rays_and_targets_share_the_random_colour(tmp_path):
 
 
 def test_fixed_background_and_images_without_alpha_are_left_alone(tmp_path):
-    _, seen = _first_batch(tmp_path / "fixed", [])
+    _, seen = _first_batch(tmp_path / "fixed", ["train.random_background=false"])
     assert seen["rays"].background is None
     _, seen = _first_batch(tmp_path / "sky", ["train.random_background=true", "data.synthetic.unbounded=true"])
     assert seen["rays"].background is None
@@ -76,7 +78,7 @@ def test_a_random_background_keeps_bright_surfaces_opaque(tmp_path):
     part see-through at little cost, and the depth is then off. Over a random colour per ray they
     cannot: the depth against the exact truth and the PSNR are clearly better."""
     for variant in ([], ["data.synthetic.gloss=0.6"]):
-        fixed = _short_run(tmp_path / f"fixed{len(variant)}", variant)[2]
+        fixed = _short_run(tmp_path / f"fixed{len(variant)}", variant + ["train.random_background=false"])[2]
         random = _short_run(tmp_path / f"random{len(variant)}", variant + ["train.random_background=true"])[2]
         fixed, random = (fixed["depth_mae"], fixed["psnr"]), (random["depth_mae"], random["psnr"])
         print(variant, f"depth error {fixed[0]:.4f} fixed, {random[0]:.4f} random; "
