@@ -286,23 +286,11 @@ class OccupancyGrid(nn.Module):
         (`to_s`) over [near, far] and t holds their distances. Only steps k_lo <= k < k_hi are
         returned (a window, see `march_field`)."""
         s_in, counts = self.ray_steps(origins, dirs, near, far, offset)
-        if self.contracted:
-            o_cell = d_cell = None
-        else:  # rays in fine-cell units: the cell of a point is the floor of its coordinates
-            scale = self.res / (self.bbox[1] - self.bbox[0])
-            o_cell, d_cell = (origins - self.bbox[0]) * scale, dirs * scale
+        cells = self._step_cells(origins, dirs)
         if k_hi is not None:
             counts = counts.clamp_max(k_hi)
         stride = self._stride()
         n_strides = max(int(counts.max()) - k_lo + stride - 1, 0) // stride if counts.numel() else 0
-        lo, scale = self.bbox[0], self.res / (self.bbox[1] - self.bbox[0])
-
-        def cells(s, rays):  # distances (m, k) of rays (m,) -> grid points in fine-cell units
-            if o_cell is not None:
-                return torch.addcmul(_take(o_cell, rays)[:, None, :], _take(d_cell, rays)[:, None, :], s[..., None])
-            pts = torch.addcmul(_take(origins, rays)[:, None, :], _take(dirs, rays)[:, None, :], self.to_t(s)[..., None])
-            return (self.to_grid(pts) - lo) * scale
-
         # every ray's strides side by side (n, n_strides): a broadcast, then only the kept ones
         k0 = k_lo + torch.arange(n_strides, device=origins.device) * stride
         maybe = k0[None, :] < counts[:, None]
@@ -310,15 +298,54 @@ class OccupancyGrid(nn.Module):
             coarse, rc = self.coarse_level()
             s0 = s_in[:, None] + (k0[None, :] + offset[:, None]) * self.step
             rays = torch.arange(origins.shape[0], device=origins.device)
-            maybe &= _take(coarse, self._flat_cell(cells(s0, rays).div_(self.COARSE), rc))
+            maybe &= _take(coarse, cells(s0, rays, self.COARSE, rc))
         ray_idx, j = maybe.nonzero(as_tuple=True)  # ray-major, strides in order
         # the steps of the kept strides (m', stride), tested one by one against the fine grid
         k = _take(k0, j)[:, None] + torch.arange(stride, device=origins.device)
         s = _take(s_in, ray_idx)[:, None] + (k.float() + _take(offset, ray_idx)[:, None]) * self.step
         # the steps lie inside the grid by construction (up to rounding, which the clamp absorbs)
-        keep = (k < _take(counts, ray_idx)[:, None]) & _take(self.occupied, self._flat_cell(cells(s, ray_idx), self.res))
+        keep = (k < _take(counts, ray_idx)[:, None]) & _take(self.occupied, cells(s, ray_idx, 1, self.res))
         keep = keep.view(-1).nonzero()[:, 0]
         return self.to_t(_take(s.view(-1), keep)), _take(ray_idx, keep.div(stride, rounding_mode="floor"))
+
+    def _step_cells(self, origins: torch.Tensor, dirs: torch.Tensor) -> Callable:
+        """A function (s (m, k), rays (m,), width, res) -> the flat index (m, k) of the cell of a
+        res^3 lattice of cells `width` fine cells wide that holds the step of ray rays[i] at (warped)
+        distance s[i, j].
+
+        The per-ray parts (the shift into the grid, its scale, with contraction the centre and the
+        radius) are applied once per ray, and the per-step work runs on one (m, k) array per axis
+        (structure of arrays): broadcasting over a last axis of three is several times slower on the
+        CPU, and these are the most numerous operations of a render."""
+        scale = self.res / (self.bbox[1] - self.bbox[0])
+        if self.contracted:  # y = contract((x - centre) / radius); cell units (y - lo) * scale
+            o_ax = ((origins - self.centre.to(origins.device)) / self.radius).T.contiguous()
+            d_ax = (dirs / self.radius).T.contiguous()
+        else:  # rays in fine-cell units directly
+            o_ax, d_ax = ((origins - self.bbox[0]) * scale).T.contiguous(), (dirs * scale).T.contiguous()
+        shift = (-self.bbox[0] * scale).tolist()
+        scale = scale.tolist()
+
+        def cells(s, rays, width, res):
+            ro, rd = o_ax.index_select(1, rays), d_ax.index_select(1, rays)
+            t = self.to_t(s) if self.contracted else s
+            xs = [torch.addcmul(ro[a][:, None], rd[a][:, None], t) for a in range(3)]
+            if self.contracted:  # contract(x) = x * (2 - 1/m) / m, m = max(norm(x), 1)
+                if self.order == 2:
+                    m = torch.sqrt(xs[0] * xs[0] + xs[1] * xs[1] + xs[2] * xs[2])
+                else:
+                    m = torch.maximum(torch.maximum(xs[0].abs(), xs[1].abs()), xs[2].abs())
+                m = m.clamp_min_(1.0)
+                f = (2.0 - m.reciprocal()).div_(m)
+                xs = [torch.addcmul(torch.tensor(shift[a]), xs[a], f, value=scale[a]) for a in range(3)]
+            if width != 1:
+                xs = [x.div_(width) for x in xs]
+            c = [x.clamp_(0, res - 1).floor_() for x in xs]
+            if res ** 3 <= 1 << 24:  # exact in float32: fewer, cheaper operations than integers
+                return c[0].mul_(res * res).add_(c[1], alpha=res).add_(c[2]).long()
+            c = [x.long() for x in c]
+            return (c[0] * res + c[1]) * res + c[2]
+        return cells
 
     def ray_steps(self, origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
                   offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -168,11 +168,14 @@ def test_coarse_strides_keep_every_occupied_step():
     assert (t - ts[r_ref, c_ref]).abs().max() < 1e-4
 
 
-def test_coarse_strides_keep_every_occupied_step_in_contracted_space():
+@pytest.mark.parametrize("contraction,growth", [("linf", "linear"), ("l2", "quadratic")])
+def test_coarse_strides_keep_every_occupied_step_in_contracted_space(contraction, growth):
     """The same exactness on a contracted grid, where steps are uniform in the warped distance and
-    grow past the knee: the coarse strides drop only steps that land in empty cells."""
+    grow past the knee: the coarse strides drop only steps that land in empty cells. The reference
+    maps each point through `is_occupied` (contract, then the cell) as the field's lookups do."""
     gen = torch.Generator().manual_seed(5)
-    g = OccupancyGrid([[-2.0] * 3, [2.0] * 3], 64, 0.004, contraction="linf", radius=0.5, knee=0.5)
+    g = OccupancyGrid([[-2.0] * 3, [2.0] * 3], 64, 0.004, contraction=contraction, radius=0.5, knee=0.5,
+                      centre=(0.1, -0.05, 0.02), growth=growth)
     occ = torch.zeros(64, 64, 64, dtype=torch.bool)
     for c in torch.randint(3, 61, (16, 3), generator=gen):
         occ[c[0] - 2:c[0] + 2, c[1] - 1:c[1] + 2, c[2] - 2:c[2] + 3] = True
