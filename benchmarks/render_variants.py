@@ -13,6 +13,13 @@ Example, the first marching window of renders:
     python benchmarks/render_variants.py runs/cup_desk --variant w256=model.fast.render_window=256 \\
         --variant w16=model.fast.render_window=16
 
+A change to the marching code itself is compared the same way: `--occupancy-at COMMIT` adds a
+variant `occupancy@COMMIT` that renders with the run's own settings through render/occupancy.py as
+it was at that commit (read with git, imported beside the working tree's), for example the parent
+of a commit that changes the occupancy listing:
+
+    python benchmarks/render_variants.py runs/cup_desk --variant now= --occupancy-at HEAD~1
+
 Writes benchmarks/results/render_variants_<tag>-<date>.json (today's date, YYYY-MM-DD).
 """
 from __future__ import annotations
@@ -20,7 +27,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import importlib.util
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,14 +43,38 @@ from nerf.datasets import load_scene  # noqa: E402
 from nerf.inference.views import psnr, render_view  # noqa: E402
 from nerf.runs.run_folder import load_run_config, load_trained_model  # noqa: E402
 
+ROOT = Path(__file__).resolve().parent.parent
+OCCUPANCY_FILE = "render/occupancy.py"
 
-def compare_run(run_dir: Path, variants: list[tuple[str, list[str]]], views: int, reps: int) -> dict:
+
+def occupancy_class_at(commit: str) -> type:
+    """The OccupancyGrid class of render/occupancy.py as of `commit`, imported from a copy."""
+    proc = subprocess.run(["git", "show", f"{commit}:{OCCUPANCY_FILE}"], capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"--occupancy-at {commit}: {proc.stderr.strip()}")
+    path = Path(tempfile.mkdtemp()) / f"occupancy_{commit.replace('~', '_').replace('^', '_')}.py"
+    path.write_text(proc.stdout)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.OccupancyGrid
+
+
+def compare_run(run_dir: Path, variants: list[tuple[str, list[str]]], views: int, reps: int,
+                occupancy_at: str | None = None) -> dict:
     """{variant: {seconds_median, psnr, samples}} for one run, the variants rendering in turn."""
     loaded = {}
     for name, overrides in variants:
         cfg = load_run_config(run_dir, overrides)
         model, step, _ = load_trained_model(run_dir, cfg, torch.device("cpu"))
         loaded[name] = (model, cfg.render.chunk, step)
+    if occupancy_at:  # the same model and settings, marched by the commit's code (same buffers)
+        cfg = load_run_config(run_dir, [])
+        model, step, _ = load_trained_model(run_dir, cfg, torch.device("cpu"))
+        model.grid.__class__ = occupancy_class_at(occupancy_at)
+        model.grid._coarse = None
+        loaded[f"occupancy@{occupancy_at}"] = (model, cfg.render.chunk, step)
+        variants = [*variants, (f"occupancy@{occupancy_at}", [])]
     cfg = load_run_config(run_dir, [])
     test = load_scene(dataclasses.replace(cfg.data, max_images=views), "test")
     views = min(views, len(test))
@@ -71,6 +105,8 @@ def main() -> None:
     ap.add_argument("--views", type=int, default=3)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--tag", default="compare", help="results file suffix, before the date")
+    ap.add_argument("--occupancy-at", metavar="COMMIT",
+                    help="also render through render/occupancy.py as of this commit (the run's own settings)")
     a = ap.parse_args()
     names = [name for name, _ in a.variant]
     if len(set(names)) != len(names):
@@ -78,12 +114,13 @@ def main() -> None:
     at_start = machine()  # load average before the renders, not of them
     results = {}
     for run in a.run_dirs:
-        results[run] = compare_run(Path(run), a.variant, a.views, a.reps)
+        results[run] = compare_run(Path(run), a.variant, a.views, a.reps, a.occupancy_at)
         for name, r in results[run].items():
             print(f"{run} {name}: {r['size']} median {r['seconds_per_view_median']:.2f} s/view, "
                   f"PSNR {r['psnr']:.2f} dB over {r['views']} views", flush=True)
     write_json(dated(f"render_variants_{a.tag}", "json"),
-               {"views_asked": a.views, "reps": a.reps, "runs": results, "machine": at_start})
+               {"views_asked": a.views, "reps": a.reps, "occupancy_at": a.occupancy_at, "runs": results,
+                "machine": at_start})
 
 
 if __name__ == "__main__":

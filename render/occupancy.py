@@ -323,7 +323,7 @@ class OccupancyGrid(nn.Module):
             d_ax = (dirs / self.radius).T.contiguous()
         else:  # rays in fine-cell units directly
             o_ax, d_ax = ((origins - self.bbox[0]) * scale).T.contiguous(), (dirs * scale).T.contiguous()
-        shift = (-self.bbox[0] * scale).tolist()
+        shift = [torch.tensor(v, device=origins.device) for v in (-self.bbox[0] * scale).tolist()]
         scale = scale.tolist()
 
         def cells(s, rays, width, res):
@@ -337,7 +337,7 @@ class OccupancyGrid(nn.Module):
                     m = torch.maximum(torch.maximum(xs[0].abs(), xs[1].abs()), xs[2].abs())
                 m = m.clamp_min_(1.0)
                 f = (2.0 - m.reciprocal()).div_(m)
-                xs = [torch.addcmul(torch.tensor(shift[a]), xs[a], f, value=scale[a]) for a in range(3)]
+                xs = [torch.addcmul(shift[a], xs[a], f, value=scale[a]) for a in range(3)]
             if width != 1:
                 xs = [x.div_(width) for x in xs]
             c = [x.clamp_(0, res - 1).floor_() for x in xs]

@@ -220,3 +220,29 @@ def test_windowed_marching_keeps_the_same_samples():
     assert torch.equal(ray_idx, ray_all) and torch.allclose(t, t_all)
     stopped = torch.bincount(ray_idx, minlength=n) < torch.bincount(g.candidates(o, d, near, far, offset)[1], minlength=n)
     assert stopped.float().mean() > 0.3  # some rays do stop in the blob
+
+
+def test_render_variants_marches_through_a_commits_occupancy_code():
+    """benchmarks/render_variants.py --occupancy-at COMMIT swaps a trained grid's class for the
+    commit's: at HEAD it lists exactly the steps the working tree's code lists."""
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    if shutil.which("git") is None or subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT,
+                                                     capture_output=True).returncode != 0:
+        pytest.skip("needs the project's git history")
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.render_variants import occupancy_class_at
+    gen = torch.Generator().manual_seed(2)
+    g = OccupancyGrid([[-2.0] * 3, [2.0] * 3], 32, 0.01, contraction="linf", radius=0.5, knee=0.5)
+    g.restrict(torch.rand(32 ** 3, generator=gen) < 0.1)
+    n = 300
+    d = torch.nn.functional.normalize(torch.randn(n, 3, generator=gen), dim=-1)
+    o, near, far, offset = torch.zeros(n, 3), torch.full((n, 1), 0.05), torch.full((n, 1), 20.0), torch.rand(n, generator=gen)
+    t, ray_idx = g.candidates(o, d, near, far, offset)
+    g.__class__ = occupancy_class_at("HEAD")
+    t_head, ray_head = g.candidates(o, d, near, far, offset)
+    assert type(g).__module__ != OccupancyGrid.__module__ and ray_idx.numel() > 1000
+    assert torch.equal(ray_idx, ray_head) and torch.equal(t, t_head)
