@@ -224,7 +224,8 @@ def test_windowed_marching_keeps_the_same_samples():
 
 def test_render_variants_marches_through_a_commits_occupancy_code():
     """benchmarks/render_variants.py --occupancy-at COMMIT swaps a trained grid's class for the
-    commit's: at HEAD it lists exactly the steps the working tree's code lists."""
+    commit's: at HEAD, when render/occupancy.py has no uncommitted change, it lists exactly the
+    steps the working tree's code lists."""
     import shutil
     import subprocess
     import sys
@@ -245,4 +246,8 @@ def test_render_variants_marches_through_a_commits_occupancy_code():
     g.__class__ = occupancy_class_at("HEAD")
     t_head, ray_head = g.candidates(o, d, near, far, offset)
     assert type(g).__module__ != OccupancyGrid.__module__ and ray_idx.numel() > 1000
-    assert torch.equal(ray_idx, ray_head) and torch.equal(t, t_head)
+    edited = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "render/occupancy.py"], cwd=ROOT).returncode
+    if edited == 0:  # the same code, read from git
+        assert torch.equal(ray_idx, ray_head) and torch.equal(t, t_head)
+    else:  # a change in progress may list other steps; the commit's code still lists some
+        assert ray_head.numel() > 1000
