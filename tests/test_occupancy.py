@@ -251,3 +251,30 @@ def test_render_variants_marches_through_a_commits_occupancy_code():
         assert torch.equal(ray_idx, ray_head) and torch.equal(t, t_head)
     else:  # a change in progress may list other steps; the commit's code still lists some
         assert ray_head.numel() > 1000
+
+
+def test_listing_is_exact_on_a_grid_too_fine_for_float_indices():
+    """Above 2^24 cells the listing forms cell indices in integers instead of float32: the steps
+    it lists are still exactly those that land in occupied cells, taken one by one."""
+    gen = torch.Generator().manual_seed(7)
+    res = 260
+    g = OccupancyGrid(torch.tensor([[-1.0] * 3, [1.0] * 3]), res=res, step=2 * 3 ** 0.5 / 600)
+    assert res ** 3 > 1 << 24
+    occ = torch.zeros(res, res, res, dtype=torch.bool)
+    for c in torch.randint(20, res - 20, (30, 3), generator=gen):
+        occ[c[0] - 12:c[0] + 10, c[1] - 9:c[1] + 13, c[2] - 11:c[2] + 11] = True
+    g.restrict(occ.reshape(-1))
+    n = 1000
+    d = torch.nn.functional.normalize(torch.randn(n, 3, generator=gen), dim=-1)
+    o = torch.rand(n, 3, generator=gen) * 1.6 - 0.8 - 2.5 * d
+    near, far, offset = torch.zeros(n, 1), torch.full((n, 1), 6.0), torch.rand(n, generator=gen)
+    t, ray_idx = g.candidates(o, d, near, far, offset)
+    t_in, t_out = ray_box(o, d, g.occupied_box[0], g.occupied_box[1])
+    k = torch.arange(int(6.0 / g.step) + 1, dtype=torch.float32)
+    ts = t_in[:, None] + (k[None, :] + offset[:, None]) * g.step
+    occ_ref = g.is_occupied((o[:, None, :] + d[:, None, :] * ts[..., None]).reshape(-1, 3)).view(n, -1)
+    occ_ref &= ts < t_out[:, None]
+    r_ref, c_ref = occ_ref.nonzero(as_tuple=True)
+    assert r_ref.numel() > 5000
+    assert torch.equal(ray_idx, r_ref)
+    assert (t - ts[r_ref, c_ref]).abs().max() < 1e-4
