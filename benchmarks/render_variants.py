@@ -48,15 +48,17 @@ OCCUPANCY_FILE = "render/occupancy.py"
 
 
 def occupancy_class_at(commit: str) -> type:
-    """The OccupancyGrid class of render/occupancy.py as of `commit`, imported from a copy."""
+    """The OccupancyGrid class of render/occupancy.py as of `commit`, imported from a temporary
+    copy (removed once imported: the module lives on in memory)."""
     proc = subprocess.run(["git", "show", f"{commit}:{OCCUPANCY_FILE}"], capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise SystemExit(f"--occupancy-at {commit}: {proc.stderr.strip()}")
-    path = Path(tempfile.mkdtemp()) / f"occupancy_{commit.replace('~', '_').replace('^', '_')}.py"
-    path.write_text(proc.stdout)
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"occupancy_{commit.replace('~', '_').replace('^', '_')}.py"
+        path.write_text(proc.stdout)
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
     return module.OccupancyGrid
 
 
