@@ -222,19 +222,18 @@ def test_windowed_marching_keeps_the_same_samples():
     assert stopped.float().mean() > 0.3  # some rays do stop in the blob
 
 
-def test_render_variants_marches_through_a_commits_occupancy_code():
+def test_render_variants_marches_through_a_commits_occupancy_code(monkeypatch):
     """benchmarks/render_variants.py --occupancy-at COMMIT swaps a trained grid's class for the
     commit's: at HEAD, when render/occupancy.py has no uncommitted change, it lists exactly the
     steps the working tree's code lists."""
     import shutil
     import subprocess
-    import sys
 
     from conftest import ROOT
     if shutil.which("git") is None or subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT,
                                                      capture_output=True).returncode != 0:
         pytest.skip("needs the project's git history")
-    sys.path.insert(0, str(ROOT))
+    monkeypatch.syspath_prepend(str(ROOT))  # benchmarks/ is not installed; the path is restored after
     from benchmarks.render_variants import occupancy_class_at
     gen = torch.Generator().manual_seed(2)
     g = OccupancyGrid([[-2.0] * 3, [2.0] * 3], 32, 0.01, contraction="linf", radius=0.5, knee=0.5)
