@@ -281,6 +281,7 @@ def test_bad_input_is_one_line_and_exit_2(trained, tmp_path, capsys):
         assert main(args + ["--quiet"]) == 2, args
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
+        assert err.startswith("export-scene: error: ") and err.count("export-scene") == 1, err
     assert not (tmp_path / "m.ply").exists() and (tmp_path / "taken.ply").read_text() == "x"
     # a run folder without a checkpoint, through the installed command
     empty = tmp_path / "empty"

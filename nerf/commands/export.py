@@ -55,7 +55,7 @@ def export(argv: list[str]) -> int:
     a = p.parse_args(argv)
 
     if not a.mesh and not a.points:
-        raise UserError("export-scene: nothing to export; pass --mesh FILE and/or --points FILE")
+        raise UserError("nothing to export; pass --mesh FILE and/or --points FILE")
     mesh_path = check_output(a.mesh, "--mesh", a.overwrite) if a.mesh else None
     points_path = check_output(a.points, "--points", a.overwrite) if a.points else None
     if mesh_path and points_path and mesh_path.resolve() == points_path.resolve():

@@ -329,7 +329,7 @@ def export_mesh(src: ExportSource, resolution: int, level: float, min_share: flo
     (v, 3) in [0, 1], plus what it took: triangles, dropped pieces, largest density met."""
     box = src.default_box() if box is None else box
     if not bool((box[1] > box[0]).all()):
-        raise UserError("export-scene: the region to mesh is empty (the occupancy grid holds no cell)")
+        raise UserError("the region to mesh is empty (the occupancy grid holds no cell)")
     v, f, n, peak = marching_cubes_blocks(src, box, resolution, level, progress)
     if len(f) == 0:
         raise UserError(f"--level {level:g}: no surface; the density in the region reaches at most {peak:.3g} "
