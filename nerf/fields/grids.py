@@ -309,6 +309,36 @@ class TensoRFVM(_BoxEncoding):
         return _mean_sq_diff(self.planes, 1) + _mean_sq_diff(self.planes, 2) + _mean_sq_diff(self.lines, 1)
 
 
+class WithDetail(nn.Module):
+    """A voxel or factorised grid (`base`) with finer hash levels beside it (`detail`, a HashGrid
+    on the same box), their features concatenated: the base grid's few coarse cells carry the
+    scene's layout at the cost of one lookup, the hash levels add resolution only where training
+    puts it (a hash table's rows are shared, so fine levels cost memory in proportion to the
+    table, not to the cube of their resolution). Resizing and total variation apply to the base."""
+
+    def __init__(self, base: nn.Module, detail: HashGrid):
+        super().__init__()
+        self.base, self.detail = base, detail
+        self.out_dim = base.out_dim + detail.out_dim
+
+    @property
+    def res(self) -> int:
+        return self.base.res
+
+    def resize(self, res: int) -> None:
+        self.base.resize(res)
+
+    def fit_box(self, bbox) -> None:
+        self.base.fit_box(bbox)
+        self.detail.fit_box(bbox)
+
+    def total_variation(self) -> torch.Tensor:
+        return self.base.total_variation()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.base(x), self.detail(x)], -1)
+
+
 class SphericalHarmonics(nn.Module):
     """Real spherical harmonics of unit directions (n, 3) up to `degree` - 1 (degree 4 -> 16 terms,
     5 -> 25: sharper view-dependent lobes, such as a highlight, for a few more head inputs)."""
@@ -351,7 +381,13 @@ def build_encoding(fc, bbox) -> nn.Module:
         return HashGrid(bbox, fc.hash_levels, fc.hash_features, fc.hash_log2_size, fc.hash_base_res, fc.hash_max_res)
     res = min(fc.grid_res_start or fc.grid_res, fc.grid_res)  # coarse-to-fine starts coarse (see FastConfig)
     if fc.encoding == "tensorf":
-        return TensoRFVM(bbox, res, fc.tensorf_comp)
-    if fc.encoding == "dense":
-        return DenseGrid(bbox, res, fc.dense_features)
-    raise ValueError(f"unknown encoding {fc.encoding!r}")
+        base = TensoRFVM(bbox, res, fc.tensorf_comp)
+    elif fc.encoding == "dense":
+        base = DenseGrid(bbox, res, fc.dense_features)
+    else:
+        raise ValueError(f"unknown encoding {fc.encoding!r}")
+    if not fc.detail_levels:
+        return base
+    # the detail levels start at twice the base grid's final resolution
+    return WithDetail(base, HashGrid(bbox, fc.detail_levels, fc.hash_features, fc.hash_log2_size,
+                                     2 * fc.grid_res, max(fc.hash_max_res, 2 * fc.grid_res)))

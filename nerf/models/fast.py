@@ -40,7 +40,11 @@ class FastConfig:
     encoding: tensorf (vector-matrix factors, `grid_res`, `tensorf_comp` per plane), hash
     (multiresolution hash grid), dense (voxel grid of `dense_features` at `dense_res`^3, or
     `grid_res`^3 when dense_res is 0), or auto: tensorf in a box, dense in contracted space
-    (see `resolve_encoding`).
+    (see `resolve_encoding`). detail_levels: when > 0, that many hash levels (`hash_features` per
+    level, a table of 2^`hash_log2_size` rows each) from twice the grid's final resolution up to
+    `hash_max_res` beside the tensorf or dense grid, their features joined to the grid's
+    (`WithDetail`): finer resolution where training needs it, at the cost of a hash lookup per
+    level and point (off; benchmarks/results holds what it costs and gives).
     hidden/geo_features/colour_hidden: the small MLP heads; sh_degree: spherical harmonics of the
     view direction (1-5). reflect: the colour head also sees the view direction mirrored about a
     normal it learns (`FastField`), for highlights and mirror-like materials.
@@ -135,6 +139,7 @@ class FastConfig:
     hash_log2_size: int = 19
     hash_base_res: int = 16
     hash_max_res: int = 1024
+    detail_levels: int = 0
     hidden: int = 64
     geo_features: int = 15
     colour_hidden: int = 64
@@ -196,8 +201,8 @@ class FastConfig:
             errs.append(f"model.fast.hash_log2_size: must be in [10, 24], got {self.hash_log2_size}")
         if not 1 <= self.sh_degree <= 5:
             errs.append(f"model.fast.sh_degree: must be in [1, 5], got {self.sh_degree}")
-        for k in ("occ_warmup", "occ_cells", "train_samples", "appearance_dim", "alpha_min", "render_weight_min",
-                  "distortion_weight", "near_grad_distance", "step_pixels", "grid_pixels"):
+        for k in ("occ_warmup", "occ_cells", "train_samples", "appearance_dim", "detail_levels", "alpha_min",
+                  "render_weight_min", "distortion_weight", "near_grad_distance", "step_pixels", "grid_pixels"):
             if getattr(self, k) < 0:
                 errs.append(f"model.fast.{k}: must be >= 0, got {getattr(self, k)}")
         if not 0 <= self.prune_min_share <= 1:
@@ -209,6 +214,8 @@ class FastConfig:
                 errs.append(f"model.fast.{k}: must be in (0, 1), got {getattr(self, k)}")
         if not 0 < self.occ_decay <= 1:
             errs.append(f"model.fast.occ_decay: must be in (0, 1], got {self.occ_decay}")
+        if self.detail_levels and self.encoding == "hash":
+            errs.append("model.fast.detail_levels: hash levels beside a tensorf or dense grid, not beside the hash grid")
         if self.tv_weight < 0:
             errs.append(f"model.fast.tv_weight: must be >= 0, got {self.tv_weight}")
         elif self.tv_weight > 0 and self.encoding == "hash":
