@@ -262,6 +262,27 @@ def test_regularisers_enter_the_loss(tmp_path):
     assert math.isfinite(reg.train_step()["loss"])
 
 
+def test_distortion_warmup_ramps_the_weight(tmp_path):
+    """With distortion_warmup=4 the distortion term enters the loss at 0, 1/4, 2/4, 3/4, then 4/4
+    of distortion_weight on steps 0-4, and at the full weight after; without it, at full weight."""
+    over = ["data.synthetic.resolution=16", "data.synthetic.n_train=2", "train.batch_rays=64", "train.eval_every=0",
+            "model.fast.grid_res=16", "model.fast.occ_res=16", "train.max_steps=8", "model.fast.distortion_weight=0.5"]
+
+    def weights(extra):
+        tr = Trainer(load_config("builtin", over + extra), tmp_path / str(len(extra)), DEVICE,
+                     log=lambda *a: None, show_progress=False)
+        out = []
+        for _ in range(6):
+            figs = tr.train_step()
+            mse = 10 ** (-figs["psnr"] / 10)  # the photometric part of the loss
+            assert figs["distortion"] > 0
+            out.append((figs["loss"] - mse) / figs["distortion"])  # the weight the term entered with
+        return out
+
+    assert weights(["model.fast.distortion_warmup=4"]) == pytest.approx([0, 0.125, 0.25, 0.375, 0.5, 0.5], abs=1e-3)
+    assert weights([]) == pytest.approx([0.5] * 6, abs=1e-3)
+
+
 def test_tv_decay_follows_the_learning_rate(tmp_path):
     """With tv_decay, the TV term enters the loss at tv_weight times the learning rate's decay so
     far (TensoRF's schedule): 0.5 * 0.1^(3 / 6) at step 3 with lr_decay_steps=6; without it, at

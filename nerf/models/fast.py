@@ -79,6 +79,9 @@ class FastConfig:
     distortion_weight: weight of mip-NeRF 360's distortion loss (depths normalised to [0, 1]
     between near and far), which gathers each ray's weight onto a surface instead of a fog:
     sharper geometry and fewer samples per ray on forward-facing captures (on in llff.yaml).
+    distortion_warmup: training steps over which the distortion weight ramps up from 0 (0: full
+    weight from the start), so the loss does not pull rays onto a surface before the far content's
+    place is learned.
     fit_box: before training, span the grid encoding over the box content can occupy (the
     silhouettes' visual hull when carved, the training frusta in NDC) instead of the whole
     scene box: finer cells on the content for the same parameters (TensoRF's box shrinking). On in
@@ -167,6 +170,7 @@ class FastConfig:
     render_weight_min: float = 1e-4
     render_early_stop: float = 0.0
     distortion_weight: float = 0.0
+    distortion_warmup: int = 0
     fit_box: bool = False
     grid_res_start: int = 0
     grid_upsample_until: int = 2000
@@ -201,7 +205,7 @@ class FastConfig:
             errs.append(f"model.fast.hash_log2_size: must be in [10, 24], got {self.hash_log2_size}")
         if not 1 <= self.sh_degree <= 5:
             errs.append(f"model.fast.sh_degree: must be in [1, 5], got {self.sh_degree}")
-        for k in ("occ_warmup", "occ_cells", "train_samples", "appearance_dim", "detail_levels", "alpha_min",
+        for k in ("occ_warmup", "distortion_warmup", "occ_cells", "train_samples", "appearance_dim", "detail_levels", "alpha_min",
                   "render_weight_min", "distortion_weight", "near_grad_distance", "step_pixels", "grid_pixels"):
             if getattr(self, k) < 0:
                 errs.append(f"model.fast.{k}: must be >= 0, got {getattr(self, k)}")
@@ -319,6 +323,7 @@ class FastNeRF(RenderModel):
     def __init__(self, cfg: FastConfig, info: SceneInfo, precision: str = "fp32", seed: int = 0):
         super().__init__(info, precision, seed)
         self.lr_factor = 1.0  # the learning rate's decay so far, from the before_step hook
+        self.step = 0  # the training step in progress, from the before_step hook
         self.contraction = resolve_contraction(cfg, info)
         fc = self.fc = pixel_grid_res(resolve_encoding(cfg, self.contraction), info, self.contraction)
         if info.ndc and self.contraction != "none":
@@ -432,6 +437,7 @@ class FastNeRF(RenderModel):
     def before_step(self, step: int, lr_factor: float = 1.0) -> bool:
         fc, resized = self.fc, False
         self.lr_factor = lr_factor
+        self.step = step
         self._probe = step % fc.occ_update_every == 0
         res = self.grid_schedule().get(step)
         if res is not None and res != self.field.encoding.res:
@@ -575,7 +581,7 @@ class FastNeRF(RenderModel):
             losses["tv"] = self.tv_weight() * tv
         if "distortion" in outputs:
             metrics["distortion"] = float(outputs["distortion"].detach())
-            losses["distortion"] = self.fc.distortion_weight * outputs["distortion"]
+            losses["distortion"] = self.distortion_weight() * outputs["distortion"]
         if "evaluated_per_ray" in outputs:  # density evaluations spent finding the samples
             metrics["evaluated_per_ray"] = outputs["evaluated_per_ray"]
         return losses, metrics
@@ -584,6 +590,11 @@ class FastNeRF(RenderModel):
         """model.fast.tv_weight, times the learning rate's decay so far with tv_decay (TensoRF's
         schedule: a strong prior early, against floaters, that lets fine detail in late)."""
         return self.fc.tv_weight * (self.lr_factor if self.fc.tv_decay else 1.0)
+
+    def distortion_weight(self) -> float:
+        """model.fast.distortion_weight, ramped up linearly over the first distortion_warmup steps."""
+        warm = self.fc.distortion_warmup
+        return self.fc.distortion_weight * (min(1.0, self.step / warm) if warm > 0 else 1.0)
 
     def param_groups(self, lr: float) -> list[dict]:
         s = self.fc.grid_lr_scale
