@@ -11,6 +11,7 @@ from conftest import DEVICE, same
 from nerf.config import load_config
 from nerf.datasets import load_scene
 from nerf.datasets import synthetic as syn
+from nerf.errors import ConfigError
 from nerf.inference.views import score_views
 from nerf.scene_rays import view_rays
 from nerf.training.trainer import Trainer
@@ -281,6 +282,8 @@ def test_distortion_warmup_ramps_the_weight(tmp_path):
 
     assert weights(["model.fast.distortion_warmup=4"]) == pytest.approx([0, 0.125, 0.25, 0.375, 0.5, 0.5], abs=1e-3)
     assert weights([]) == pytest.approx([0.5] * 6, abs=1e-3)
+    with pytest.raises(ConfigError, match="model.fast.distortion_warmup: must be >= 0, got -1"):
+        load_config("builtin", ["model.fast.distortion_warmup=-1"])
 
 
 def test_tv_decay_follows_the_learning_rate(tmp_path):
