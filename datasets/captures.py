@@ -7,8 +7,9 @@ Every frame's pose is an OpenGL camera-to-world matrix in the file's world. The 
   arrive at the scale the scene contraction expects and train and test share one frame;
 - takes the file's split when it names one, else holds out every data.holdout_every-th frame
   (frames in file-name order) for test and val;
-- reads the images (area-downscaled by data.downscale, or as the loader found them in an images_N
-  folder) and scales each frame's intrinsics to them; a split must share one image size (the
+- reads the images (area-downscaled by data.downscale, raised where data.max_side caps the longer
+  side: `capped_downscale`; or as the loader found them in an images_N folder) and scales each
+  frame's intrinsics to them; a split must share one image size (the
   error names two files that differ);
 - takes the content box from the loader (a box in the file, sparse points) or else from where the
   training cameras' view frusta meet (`poses.frusta_box`), recorded as metadata['box_source'];
@@ -53,6 +54,16 @@ class Frame:
     distortion: np.ndarray | None = None
     mask: Path | None = None
     mask_ignores: bool = False
+
+
+def capped_downscale(opts: DataOptions, width: int | None, height: int | None) -> int:
+    """The downscale to read a capture of images `width` x `height` at: data.downscale, or the
+    smallest larger integer that brings the longer side to at most data.max_side pixels (the size
+    unknown or max_side 0: data.downscale)."""
+    k = opts.downscale
+    if opts.max_side <= 0 or not width or not height:
+        return k
+    return max(k, -(-max(int(width), int(height)) // opts.max_side))
 
 
 def lens_row(k1: float = 0.0, k2: float = 0.0, p1: float = 0.0, p2: float = 0.0, k3: float = 0.0, k4: float = 0.0,

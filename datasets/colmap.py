@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nerf.datasets.captures import Frame, build_scene, lens_row
+from nerf.datasets.captures import Frame, build_scene, capped_downscale, lens_row
 from nerf.datasets.errors import DatasetError
 from nerf.datasets.options import DataOptions
 from nerf.datasets.scene import Scene
@@ -225,7 +225,8 @@ def load_colmap(root: Path, split: str, opts: DataOptions) -> Scene:
     point_ids = np.array(list(rec.points3D.keys()), dtype=np.int64)
     xyz = np.array([p.xyz for p in rec.points3D.values()], dtype=np.float64).reshape(-1, 3)
 
-    k = opts.downscale
+    used = {im["camera_id"] for im in images}
+    k = capped_downscale(opts, max(cams[c][1] for c in used), max(cams[c][2] for c in used))
     image_dir, factor = root / "images", k
     if k > 1 and (root / f"images_{k}").is_dir():
         image_dir, factor = root / f"images_{k}", 1
@@ -243,4 +244,4 @@ def load_colmap(root: Path, split: str, opts: DataOptions) -> Scene:
         bbox = np.percentile(xyz, [1.0, 99.0], axis=0)
     return build_scene(root, "colmap", frames, split, opts, model_dir / f"images.{ext}",
                        bbox=bbox, depth_range=depth_range(images, point_ids, xyz), downscale=factor,
-                       metadata={"model": str(model_dir), "n_points": int(len(xyz))})
+                       metadata={"model": str(model_dir), "n_points": int(len(xyz)), "downscale": k})

@@ -34,7 +34,11 @@ class SyntheticOptions:
 class DataOptions:
     """path: the scene folder (None = the built-in scene); format: auto-detected unless named
     (blender, llff, transforms, colmap, builtin); downscale: integer image reduction (area-averaged;
-    LLFF reads the images_K folder instead, configs/llff.yaml sets 8); max_images: cap per split
+    LLFF reads the images_K folder instead, configs/llff.yaml sets 8); max_side: real captures
+    (transforms.json, COLMAP), when > 0: the downscale grows until the images' longer side is at
+    most this many pixels (nerfstudio caps its automatic downscale the same way), so a capture of
+    full-size phone photos or 4K frames trains and renders at a size this CPU handles (0: downscale
+    as given); max_images: cap per split
     (0 = all); view_offset, view_count: a block of the views max_images keeps (skip the first
     view_offset, then keep view_count of them; 0 = the rest), so a large split can be loaded and
     scored a block at a time; background: white | black, for formats with alpha (real photos have none and are
@@ -50,6 +54,7 @@ class DataOptions:
     path: str | None = None
     format: str = "auto"
     downscale: int = 1
+    max_side: int = 0
     max_images: int = 0
     view_offset: int = 0
     view_count: int = 0
@@ -66,6 +71,8 @@ class DataOptions:
         errs = []
         if self.downscale < 1:
             errs.append(f"data.downscale: must be >= 1, got {self.downscale}")
+        if self.max_side < 0:
+            errs.append(f"data.max_side: must be >= 0 (0 = no cap), got {self.max_side}")
         if self.max_images < 0:
             errs.append(f"data.max_images: must be >= 0, got {self.max_images}")
         if self.view_offset < 0 or self.view_count < 0:

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from nerf.datasets.blender import read_json
-from nerf.datasets.captures import Frame, build_scene, lens_row
+from nerf.datasets.captures import Frame, build_scene, capped_downscale, lens_row
 from nerf.datasets.errors import DatasetError
 from nerf.datasets.imageops import check_image_file, unreadable
 from nerf.datasets.options import DataOptions
@@ -178,6 +178,25 @@ def image_factor(root: Path, first: Path, want: int) -> tuple[int, int]:
     raise DatasetError(f"{first}: image file not found, and data.downscale={want} is not a multiple of the "
                        f"downscaled copies present ({', '.join(f'images_{m}' for m in have)}); "
                        f"set data.downscale to one of {', '.join(str(m) for m in have)} or a multiple")
+
+
+def _full_size(root: Path, meta: dict, frame: dict, original: Path) -> tuple[int | None, int | None]:
+    """(width, height) of a frame's original image: its w and h keys (the frame's, else the
+    file's), else the original file's size, else an images_N copy's times N; (None, None) when
+    nothing tells (the caller then keeps data.downscale)."""
+    w, h = frame.get("w", meta.get("w")), frame.get("h", meta.get("h"))
+    if isinstance(w, (int, float)) and isinstance(h, (int, float)):
+        return int(w), int(h)
+    for m in [1] + _downscaled_folders(root):
+        image = original if m == 1 else _find_in_folder(root, original, "images", m)
+        try:
+            found = image is not None and image.is_file()
+        except (OSError, ValueError):
+            found = False
+        if found:
+            fw, fh = _image_size(image)
+            return fw * m, fh * m
+    return None, None
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -493,7 +512,9 @@ def load_transforms_json(root: Path, split: str, opts: DataOptions) -> Scene:
             raise DatasetError(f"{path}: frame {k} needs 'file_path' and 'transform_matrix'")
     order = sorted(range(len(frames)), key=lambda k: str(frames[k]["file_path"]).replace("\\", "/"))
     frames = [frames[k] for k in order]
-    folder, area = image_factor(root, _image_path(root, frames[0]["file_path"]), opts.downscale)
+    first = _image_path(root, frames[0]["file_path"])
+    want = capped_downscale(opts, *_full_size(root, meta, frames[0], first))
+    folder, area = image_factor(root, first, want)
     parsed = [frame_from_json(root, path, meta, fr, order[k], folder) for k, fr in enumerate(frames)]
     models = sorted({model for _, model in parsed})
     named = _named_split(meta, frames, path)
@@ -507,5 +528,5 @@ def load_transforms_json(root: Path, split: str, opts: DataOptions) -> Scene:
     return build_scene(root, "transforms", [f for f, _ in parsed], split, opts, path, named=named, bbox=box,
                        depth_range=depths, downscale=area,
                        metadata={"aabb_scale": meta.get("aabb_scale"), "camera_model": ", ".join(models),
-                                 "box_source": box_source, "file": path.name,
+                                 "box_source": box_source, "file": path.name, "downscale": want,
                                  "image_folder": f"images_{folder}" if folder > 1 else None})

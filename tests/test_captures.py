@@ -257,6 +257,19 @@ def test_transforms_json_downscale_masks_and_rgba(tmp_path):
     assert masked_pixels(torch.ones(2, 3, 4)) is None
 
 
+def test_colmap_max_side_raises_the_downscale(tmp_path):
+    """The longer side of the model's cameras (20) over data.max_side sets the factor: 10 -> 1/2,
+    with the images area-averaged and the intrinsics halved; 0 keeps data.downscale."""
+    views, points = make_capture()
+    write_colmap(tmp_path, views, points, [("PINHOLE", intrinsics_for("PINHOLE")[0])], "bin")
+    full = load_scene(DataOptions(path=str(tmp_path)), "train")
+    s = load_scene(DataOptions(path=str(tmp_path), max_side=10), "train")
+    assert (s.width, s.height) == (W // 2, H // 2) and s.metadata["downscale"] == 2
+    assert torch.allclose(s.cameras.fx, full.cameras.fx / 2) and torch.allclose(s.cameras.cy, full.cameras.cy / 2)
+    assert torch.allclose(s.images, full.images.reshape(len(s), H // 2, 2, W // 2, 2, 3).mean((2, 4)))
+    assert load_scene(DataOptions(path=str(tmp_path), max_side=0), "train").width == W
+
+
 def test_errors_name_the_file_and_problem(tmp_path):
     with pytest.raises(DatasetError, match="no known dataset format.*transforms.json.*cameras.bin.*poses_bounds.npy"):
         load_scene(DataOptions(path=str(tmp_path)), "train")

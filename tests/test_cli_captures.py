@@ -57,12 +57,15 @@ def test_colmap_and_transforms_train(tmp_path, capsys):
     cams = [("OPENCV", intrinsics_for("OPENCV")[0])]
     write_colmap(tmp_path / "colmap", views, points, cams, "bin")
     write_transforms(tmp_path / "ngp", views, cams)
-    for name in ("colmap", "ngp"):
+    for name, max_side, width in (("colmap", 10, 10), ("ngp", 0, 20)):  # the images are 20x16
         run = tmp_path / f"run_{name}"
         assert run_here("train-scene", "--data", str(tmp_path / name), "--out", str(run), *TINY,
-                        "model.fast.dense_res=16", "model.fast.grid_res=16", capsys=capsys) == (0, "")
-        info = json.loads((run / "scene.json").read_text())["info"]
+                        "model.fast.dense_res=16", "model.fast.grid_res=16", f"data.max_side={max_side}",
+                        "data.downscale=1", capsys=capsys) == (0, "")
+        scene = json.loads((run / "scene.json").read_text())
+        info = scene["info"]
         assert info["ndc"] is False and info["background"] is None and info["near"] < info["far"]
+        assert scene["intrinsics"]["width"] == width  # data.max_side=10 reads them at half size
 
 
 def test_unknown_folder_names_what_was_looked_for(tmp_path, capsys):

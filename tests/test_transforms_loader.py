@@ -198,6 +198,25 @@ def test_downscale_reads_the_images_n_copy_when_present(tmp_path):
     assert (full.width, full.height) == (W, H) and full.metadata["image_folder"] is None
 
 
+def test_max_side_raises_the_downscale_of_large_images(tmp_path):
+    """data.max_side caps the longer side (40 here): 20 asks for 1/2, 13 for 1/4 (ceil(40 / 13)); a
+    larger data.downscale wins; the size comes from w/h, else from the image file, else from an
+    images_N copy."""
+    write_capture(tmp_path / "wh", ring())
+    s = load(tmp_path / "wh", max_side=20)
+    assert (s.width, s.height) == (W // 2, H // 2) and s.metadata["downscale"] == 2
+    assert torch.allclose(s.cameras.fx, torch.full((8,), 15.0)) and torch.allclose(s.cameras.cy, torch.full((8,), 7.25))
+    assert torch.allclose(s.images, load(tmp_path / "wh", downscale=2).images)
+    assert (load(tmp_path / "wh", max_side=13).width, load(tmp_path / "wh", max_side=40).width) == (W // 4, W)
+    assert load(tmp_path / "wh", max_side=20, downscale=4).width == W // 4
+    write_capture(tmp_path / "file", ring(), top={"fl_x": 30.0})  # no w, h: the file's own size
+    assert load(tmp_path / "file", max_side=20).width == W // 2
+    write_capture(tmp_path / "copy", ring(), top={"fl_x": 30.0}, folder="images_2", size=(H // 2, W // 2))
+    s = load(tmp_path / "copy", max_side=13)  # images_2 is 20 wide, the originals 40: 1/4
+    assert (s.width, s.height) == (W // 4, H // 4) and s.metadata["image_folder"] == "images_2"
+    assert torch.allclose(s.cameras.fx, torch.full((8,), 7.5))
+
+
 def test_mixed_image_sizes(tmp_path):
     """Frames of two sizes are refused naming two files, unless the images_N copies share a size."""
     sizes = lambda i: (H, W) if i % 2 else (H + 1, W + 1)  # noqa: E731
