@@ -206,3 +206,19 @@ def test_total_variation_of_known_factors():
     with torch.no_grad():
         dense.grid.copy_(torch.arange(8.0)[None, None, :, None] + torch.tensor([0.0, 5.0, -3.0]))  # features differ
     assert abs(float(dense.total_variation().detach()) - 1.0) < 1e-6
+    assert abs(float(dense.total_variation(cells=50).detach()) - 1.0) < 1e-6  # a ramp: every sample agrees
+
+
+def test_sampled_total_variation_estimates_the_full_one():
+    """On a random dense grid the TV over random vertices (tv_cells) averages to the full TV (its
+    edge vertices aside, within 2%), the same generator state draws the same cells, and the
+    gradient reaches only the vertices drawn and their next neighbours."""
+    dense = DenseGrid(torch.tensor([[0.0] * 3, [1.0] * 3]), res=12, n_features=2)
+    full = float(dense.total_variation().detach())
+    est = float(dense.total_variation(cells=400_000, generator=torch.Generator().manual_seed(0)).detach())
+    assert abs(est / full - 1) < 0.02
+    a, b = (float(dense.total_variation(cells=64, generator=torch.Generator().manual_seed(3)).detach()) for _ in range(2))
+    assert a == b
+    dense.total_variation(cells=5, generator=torch.Generator().manual_seed(1)).backward()
+    touched = (dense.grid.grad.abs().sum(-1) > 0).sum()
+    assert 5 < touched <= 20

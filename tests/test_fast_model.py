@@ -263,6 +263,23 @@ def test_regularisers_enter_the_loss(tmp_path):
     assert math.isfinite(reg.train_step()["loss"])
 
 
+def test_sampled_tv_on_the_voxel_grid(tmp_path):
+    """tv_cells: the voxel grid's TV over random vertices enters the loss; two runs of one config
+    draw the same vertices (the draws are seeded by seed and step), and the figure is the
+    grid's sampled TV, not the full one."""
+    over = ["data.synthetic.resolution=16", "data.synthetic.n_train=2", "train.batch_rays=64", "train.eval_every=0",
+            "model.fast.encoding=dense", "model.fast.dense_features=4", "model.fast.grid_res=12", "model.fast.occ_res=16",
+            "train.max_steps=3", "model.fast.tv_weight=0.5", "model.fast.tv_cells=64"]
+    runs = [Trainer(load_config("builtin", over), tmp_path / str(k), DEVICE, log=lambda *a: None, show_progress=False)
+            for k in range(2)]
+    full = float(runs[0].model.field.encoding.total_variation().detach())
+    figs = [[tr.train_step()["tv"] for _ in range(2)] for tr in runs]
+    assert figs[0] == figs[1] and figs[0][0] != figs[0][1]  # same draws per step, new ones each step
+    assert figs[0][0] > 0 and figs[0][0] != pytest.approx(full, rel=1e-6)
+    with pytest.raises(ConfigError, match="model.fast.tv_cells: must be >= 0, got -1"):
+        load_config("builtin", ["model.fast.tv_cells=-1"])
+
+
 def test_distortion_warmup_ramps_the_weight(tmp_path):
     """With distortion_warmup=4 the distortion term enters the loss at 0, 1/4, 2/4, 3/4, then 4/4
     of distortion_weight on steps 0-4, and at the full weight after; without it, at full weight."""

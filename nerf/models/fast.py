@@ -67,7 +67,9 @@ class FastConfig:
     total-variation loss on the grid's factors (tensorf, dense; TensoRF's regulariser against
     floaters when few views see the scene; on in llff.yaml).
     tv_decay: scale tv_weight by the learning rate's decay (lr / train.lr), as TensoRF shrinks its
-    TV weights with its learning rate (off).
+    TV weights with its learning rate (off). tv_cells: the dense grid's TV over this many vertices
+    drawn at random each step (0: all of them; Plenoxels' and DVGO's sampled regulariser, so the
+    term costs little on a large voxel grid); the factorised grid always uses all its entries.
     random_background: for captures without alpha (real
     photos: every pixel sees a surface), composite training rays over a random colour per ray, so
     a ray matches its pixel only by becoming opaque; no dark fog passing for dark surfaces, and
@@ -166,6 +168,7 @@ class FastConfig:
     init_alpha: float = 0.02
     tv_weight: float = 0.0
     tv_decay: bool = False
+    tv_cells: int = 0
     random_background: bool = True
     render_weight_min: float = 1e-4
     render_early_stop: float = 0.0
@@ -205,8 +208,9 @@ class FastConfig:
             errs.append(f"model.fast.hash_log2_size: must be in [10, 24], got {self.hash_log2_size}")
         if not 1 <= self.sh_degree <= 5:
             errs.append(f"model.fast.sh_degree: must be in [1, 5], got {self.sh_degree}")
-        for k in ("occ_warmup", "distortion_warmup", "occ_cells", "train_samples", "appearance_dim", "detail_levels", "alpha_min",
-                  "render_weight_min", "distortion_weight", "near_grad_distance", "step_pixels", "grid_pixels"):
+        for k in ("occ_warmup", "distortion_warmup", "occ_cells", "train_samples", "appearance_dim", "detail_levels",
+                  "alpha_min", "tv_cells", "render_weight_min", "distortion_weight", "near_grad_distance", "step_pixels",
+                  "grid_pixels"):
             if getattr(self, k) < 0:
                 errs.append(f"model.fast.{k}: must be >= 0, got {getattr(self, k)}")
         if not 0 <= self.prune_min_share <= 1:
@@ -576,7 +580,10 @@ class FastNeRF(RenderModel):
         mse = F.mse_loss(rgb, target)
         losses, metrics = {"rgb": mse}, {"psnr": psnr_from_mse(mse.item())}
         if self.fc.tv_weight > 0:
-            tv = self.field.encoding.total_variation()
+            gen = None
+            if self.fc.tv_cells > 0:  # seeded by (train.seed, step): a resumed run draws the same cells
+                gen = torch.Generator(device=target.device).manual_seed(self.seed * 1_000_003 + self.step + 500_009)
+            tv = self.field.encoding.total_variation(self.fc.tv_cells, gen)
             metrics["tv"] = float(tv.detach())
             losses["tv"] = self.tv_weight() * tv
         if "distortion" in outputs:
