@@ -403,7 +403,7 @@ class OccupancyGrid(nn.Module):
     def march_field(self, origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
                     offset: torch.Tensor, field_fn: Callable | None, early_stop: float = 1e-4,
                     alpha_min: float = 0.0, first_round: int = 8, payload_fn: Callable | None = None,
-                    weight_min: float = 0.0, window: int = 0):
+                    weight_min: float = 0.0, window: int = 0, window_max: int = 0):
         """`march` for a `field_fn` (points (m, 3), ray_idx (m,)) -> (density (m,), payload (m, k)
         or None) that also returns the payload (e.g. colour) of the kept samples, so a render
         without gradients evaluates the field once per sample: t, ray_idx, evaluated, density
@@ -417,8 +417,11 @@ class OccupancyGrid(nn.Module):
 
         The occupied steps are listed a window at a time, `window` steps per ray (0: WINDOW; rounded
         up to whole coarse strides), then twice as many for the rays still alive: a small window
-        lists fewer steps behind the surfaces where rays stop, a large one makes fewer passes. The
-        samples are the same."""
+        lists fewer steps behind the surfaces where rays stop, a large one makes fewer passes.
+        window_max > 0 stops the doubling there (rounded up to whole strides): where most rays
+        cross empty space before they reach content (a capture's far background), a doubled
+        window would list hundreds of steps per ray behind the surface they stop at. The samples
+        are the same."""
         if field_fn is None:
             t, ray_idx = self.candidates(origins, dirs, near, far, offset)
             return t, ray_idx, 0, None, None
@@ -428,6 +431,7 @@ class OccupancyGrid(nn.Module):
         ts, rays, sigmas, payloads = [], [], [], []
         stride = self._stride()  # whole strides per window: none listed and then cut off
         evaluated, k_lo, width = 0, 0, -(-(window or self.WINDOW) // stride) * stride
+        widest = max(width, -(-window_max // stride) * stride) if window_max > 0 else None
         steps = self.ray_steps(origins, dirs, near, far, offset)[1]
         while True:  # windows of steps, each for the rays still alive: no candidates behind surfaces
             live = alive.nonzero()[:, 0] if k_lo else None
@@ -441,7 +445,7 @@ class OccupancyGrid(nn.Module):
                 evaluated += self._rounds(t, ray_idx, origins, dirs, field_fn, acc_tau, alive, early_stop, alpha_min,
                                           first_round, payload_fn, weight_min, ts, rays, sigmas, payloads)
             k_lo += width
-            width *= 2
+            width = width * 2 if widest is None else min(width * 2, widest)
             if not bool(alive.any()) or k_lo >= int(steps[alive].max()):
                 break
         if not ts:

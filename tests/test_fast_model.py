@@ -370,24 +370,27 @@ def test_skipping_the_pruning_pass_adds_only_steps_behind_opaque_surfaces(traine
 
 
 def test_render_window_does_not_change_the_image(trained):
-    """render_window only decides how many steps per ray a render lists at a time: windows of one
-    coarse stride, of a few strides, and one window holding every step keep the same samples."""
+    """render_window and render_window_max only decide how many steps per ray a render lists at a
+    time: windows of one coarse stride, of a few strides, windows that stop doubling at one or two
+    strides, and one window holding every step keep the same samples."""
     tr, _, _ = trained
     model = tr.model.eval()
     rays = view_rays(tr.scene.cameras, 0, tr.info).to(DEVICE)
-    stride, window = model.grid._stride(), model.fc.render_window
+    stride, window, widest = model.grid._stride(), model.fc.render_window, model.fc.render_window_max
+    settings = [(1, 0), (3 * stride + 1, 0), (1, 1), (1, stride + 1), (1 << 16, 0)]
     outs = {}
     try:
-        for w in (1, 3 * stride + 1, 1 << 16):
-            model.fc.render_window = w
+        for w, w_max in settings:
+            model.fc.render_window, model.fc.render_window_max = w, w_max
             with torch.no_grad():
-                outs[w] = model(rays, mode="render")
+                outs[w, w_max] = model(rays, mode="render")
     finally:
-        model.fc.render_window = window
-    for w in (1, 3 * stride + 1):
-        assert outs[w]["samples_per_ray"] == outs[1 << 16]["samples_per_ray"] > 0
-        for key in ("rgb", "depth", "opacity"):
-            assert torch.allclose(outs[w][key], outs[1 << 16][key], atol=1e-5), (w, key)
+        model.fc.render_window, model.fc.render_window_max = window, widest
+    whole = outs[1 << 16, 0]
+    for key in settings[:-1]:
+        assert outs[key]["samples_per_ray"] == whole["samples_per_ray"] > 0
+        for name in ("rgb", "depth", "opacity"):
+            assert torch.allclose(outs[key][name], whole[name], atol=1e-5), (key, name)
 
 
 def test_render_first_round_changes_the_work_not_the_image(trained):

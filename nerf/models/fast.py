@@ -132,7 +132,10 @@ class FastConfig:
     density is evaluated past where a ray stops, not the image. render_window: marching steps per
     ray whose occupied cells a render lists at once before its density rounds (windows then
     double, for the rays still alive); a smaller window lists fewer steps behind surfaces, a
-    larger one makes fewer passes. It changes the work, not the image."""
+    larger one makes fewer passes. render_window_max: the widest window the doubling reaches (0:
+    no limit); on captures whose rays cross empty space to a far background, it keeps a render
+    from listing hundreds of steps per ray behind where the rays stop. Both change the work, not
+    the image."""
 
     encoding: str = "tensorf"
     grid_res: int = 128
@@ -181,6 +184,7 @@ class FastConfig:
     prune_min_share: float = 0.2
     render_first_round: int = 4
     render_window: int = 256
+    render_window_max: int = 0
     train_samples: int = 0
     appearance_dim: int = 0
     appearance_mode: str = "affine"
@@ -209,8 +213,8 @@ class FastConfig:
         if not 1 <= self.sh_degree <= 5:
             errs.append(f"model.fast.sh_degree: must be in [1, 5], got {self.sh_degree}")
         for k in ("occ_warmup", "distortion_warmup", "occ_cells", "train_samples", "appearance_dim", "detail_levels",
-                  "alpha_min", "tv_cells", "render_weight_min", "distortion_weight", "near_grad_distance", "step_pixels",
-                  "grid_pixels"):
+                  "alpha_min", "tv_cells", "render_window_max", "render_weight_min", "distortion_weight",
+                  "near_grad_distance", "step_pixels", "grid_pixels"):
             if getattr(self, k) < 0:
                 errs.append(f"model.fast.{k}: must be >= 0, got {getattr(self, k)}")
         if not 0 <= self.prune_min_share <= 1:
@@ -502,7 +506,8 @@ class FastNeRF(RenderModel):
                                                                       fc.alpha_min,
                                                                       fc.render_first_round, payload_fn=colour_fn,
                                                                       weight_min=fc.render_weight_min,
-                                                                      window=fc.render_window)
+                                                                      window=fc.render_window,
+                                                                      window_max=fc.render_window_max)
         t_start, t_end = grid.intervals(t)
         if t.numel() == 0:  # nothing occupied: one empty interval keeps the graph for backward
             t = t_start = t_end = rays.near[:1, 0]
