@@ -244,4 +244,5 @@ def load_colmap(root: Path, split: str, opts: DataOptions) -> Scene:
         bbox = np.percentile(xyz, [1.0, 99.0], axis=0)
     return build_scene(root, "colmap", frames, split, opts, model_dir / f"images.{ext}",
                        bbox=bbox, depth_range=depth_range(images, point_ids, xyz), downscale=factor,
-                       metadata={"model": str(model_dir), "n_points": int(len(xyz)), "downscale": k})
+                       metadata={"model": str(model_dir), "n_points": int(len(xyz)),
+                                 "max_side_capped": k > opts.downscale})

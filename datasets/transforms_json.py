@@ -515,6 +515,12 @@ def load_transforms_json(root: Path, split: str, opts: DataOptions) -> Scene:
     first = _image_path(root, frames[0]["file_path"])
     want = capped_downscale(opts, *_full_size(root, meta, frames[0], first))
     folder, area = image_factor(root, first, want)
+    capped = False  # whether data.max_side changed the images read (not when only a smaller copy exists anyway)
+    if want > opts.downscale:
+        try:
+            capped = image_factor(root, first, opts.downscale) != (folder, area)
+        except DatasetError:  # the size asked for is not readable; the capped one is
+            capped = True
     parsed = [frame_from_json(root, path, meta, fr, order[k], folder) for k, fr in enumerate(frames)]
     models = sorted({model for _, model in parsed})
     named = _named_split(meta, frames, path)
@@ -528,5 +534,5 @@ def load_transforms_json(root: Path, split: str, opts: DataOptions) -> Scene:
     return build_scene(root, "transforms", [f for f, _ in parsed], split, opts, path, named=named, bbox=box,
                        depth_range=depths, downscale=area,
                        metadata={"aabb_scale": meta.get("aabb_scale"), "camera_model": ", ".join(models),
-                                 "box_source": box_source, "file": path.name, "downscale": want,
+                                 "box_source": box_source, "file": path.name, "max_side_capped": capped,
                                  "image_folder": f"images_{folder}" if folder > 1 else None})

@@ -264,10 +264,11 @@ def test_colmap_max_side_raises_the_downscale(tmp_path):
     write_colmap(tmp_path, views, points, [("PINHOLE", intrinsics_for("PINHOLE")[0])], "bin")
     full = load_scene(DataOptions(path=str(tmp_path)), "train")
     s = load_scene(DataOptions(path=str(tmp_path), max_side=10), "train")
-    assert (s.width, s.height) == (W // 2, H // 2) and s.metadata["downscale"] == 2
+    assert (s.width, s.height) == (W // 2, H // 2) and s.metadata["max_side_capped"]
     assert torch.allclose(s.cameras.fx, full.cameras.fx / 2) and torch.allclose(s.cameras.cy, full.cameras.cy / 2)
     assert torch.allclose(s.images, full.images.reshape(len(s), H // 2, 2, W // 2, 2, 3).mean((2, 4)))
-    assert load_scene(DataOptions(path=str(tmp_path), max_side=0), "train").width == W
+    s = load_scene(DataOptions(path=str(tmp_path), max_side=0), "train")
+    assert s.width == W and not s.metadata["max_side_capped"]
 
 
 def test_errors_name_the_file_and_problem(tmp_path):

@@ -204,7 +204,7 @@ def test_max_side_raises_the_downscale_of_large_images(tmp_path):
     images_N copy."""
     write_capture(tmp_path / "wh", ring())
     s = load(tmp_path / "wh", max_side=20)
-    assert (s.width, s.height) == (W // 2, H // 2) and s.metadata["downscale"] == 2
+    assert (s.width, s.height) == (W // 2, H // 2) and s.metadata["max_side_capped"]
     assert torch.allclose(s.cameras.fx, torch.full((8,), 15.0)) and torch.allclose(s.cameras.cy, torch.full((8,), 7.25))
     assert torch.allclose(s.images, load(tmp_path / "wh", downscale=2).images)
     assert (load(tmp_path / "wh", max_side=13).width, load(tmp_path / "wh", max_side=40).width) == (W // 4, W)
@@ -215,6 +215,8 @@ def test_max_side_raises_the_downscale_of_large_images(tmp_path):
     s = load(tmp_path / "copy", max_side=13)  # images_2 is 20 wide, the originals 40: 1/4
     assert (s.width, s.height) == (W // 4, H // 4) and s.metadata["image_folder"] == "images_2"
     assert torch.allclose(s.cameras.fx, torch.full((8,), 7.5))
+    s = load(tmp_path / "copy", max_side=30)  # asks for 1/2: images_2 as read without a cap, so not capped
+    assert s.width == W // 2 and not s.metadata["max_side_capped"]
 
 
 def test_mixed_image_sizes(tmp_path):

@@ -99,10 +99,9 @@ class Trainer:
         self.shard_sizes = distributed.shard_sizes(cfg.train.batch_rays, self.n_shards)
         self.scene = load_scene(cfg.data, "train")
         self.val_scene = load_scene(dataclasses.replace(cfg.data, max_images=1), "val")
-        used = (self.scene.metadata or {}).get("downscale") or cfg.data.downscale
-        if used > cfg.data.downscale:  # data.max_side raised it: say so, and how to keep the size asked for
-            self.log(f"data.max_side={cfg.data.max_side}: images read at 1/{used} ({self.scene.width}x{self.scene.height}); "
-                     f"data.max_side=0 keeps data.downscale={cfg.data.downscale}")
+        if (self.scene.metadata or {}).get("max_side_capped"):  # say so, and how to keep the size asked for
+            self.log(f"data.max_side={cfg.data.max_side}: images read at {self.scene.width}x{self.scene.height}, smaller "
+                     f"than data.downscale={cfg.data.downscale} gives; data.max_side=0 keeps that size")
         self.info = SceneInfo.from_scene(self.scene, has_alpha=self.scene.alpha is not None)
         torch.manual_seed(cfg.train.seed)
         self.model = build_run_model(cfg, self.info).to(device)
