@@ -13,6 +13,8 @@ Every frame's pose is an OpenGL camera-to-world matrix in the file's world. The 
   error names two files that differ);
 - takes the content box from the loader (a box in the file, sparse points) or else from where the
   training cameras' view frusta meet (`poses.frusta_box`), recorded as metadata['box_source'];
+- keeps the keypoints where each frame sees the scene's points, when the loader has them
+  (`Scene.sparse_depth`: the distance along the ray through each, for depth supervision);
 - sets near/far from the scene points' depths when the format has points (COLMAP, a transforms.json
   with a PLY), else from the
   box holding the content; data.near / data.far override both.
@@ -40,8 +42,10 @@ class Frame:
     intrinsics in pixels of a width x height image (the size the intrinsics describe; the file may
     be stored smaller, e.g. in an images_N folder, and the intrinsics are scaled to it), an optional
     lens row (k1, k2, p1, p2) or (k1, k2, p1, p2, k3, k4, fisheye) (see `render.distortion`; build
-    one with `lens_row`) and an optional mask file: white = use, black = ignore, or the other way
-    round when `mask_ignores` (instant-ngp's dynamic masks: any non-black pixel is ignored)."""
+    one with `lens_row`), an optional mask file: white = use, black = ignore, or the other way
+    round when `mask_ignores` (instant-ngp's dynamic masks: any non-black pixel is ignored), and
+    optional keypoints (k, 5): x, y in pixels of the width x height image and the X, Y, Z of the
+    scene point seen there, in the file's world (a COLMAP model's tracks), for sparse depth."""
 
     path: Path
     c2w: np.ndarray
@@ -54,6 +58,7 @@ class Frame:
     distortion: np.ndarray | None = None
     mask: Path | None = None
     mask_ignores: bool = False
+    keypoints: np.ndarray | None = None
 
 
 def capped_downscale(opts: DataOptions, width: int | None, height: int | None) -> int:
@@ -177,6 +182,7 @@ def build_scene(root: Path, fmt: str, frames: list[Frame], split: str, opts: Dat
     cams = Cameras(c2w=torch.from_numpy(all_c2w[idx].astype(np.float32)), fx=col("fx", sx), fy=col("fy", sy),
                    cx=col("cx", sx), cy=col("cy", sy), width=w, height=h, distortion=dist)
 
+    sparse = _sparse_depth(sel, sx, sy, w, h, scale)
     if depth_range is not None:
         near, far = depth_range[0] * scale, depth_range[1] * scale
     else:
@@ -196,5 +202,22 @@ def build_scene(root: Path, fmt: str, frames: list[Frame], split: str, opts: Dat
     return Scene(
         name=root.name, split=split, images=rgb, cameras=cams, near=float(near), far=float(far),
         bbox=torch.from_numpy(box.astype(np.float32)), background=background, alpha=alpha,
-        image_names=[f.path.stem for f in sel], mask=mask, metadata=meta,
+        image_names=[f.path.stem for f in sel], mask=mask, metadata=meta, sparse_depth=sparse,
     )
+
+
+def _sparse_depth(sel: list[Frame], sx: np.ndarray, sy: np.ndarray, w: int, h: int, scale: float) -> torch.Tensor | None:
+    """`Scene.sparse_depth` of the frames `sel`: their keypoints at the loaded size (x * sx, y * sy,
+    inside the w x h image) with the distance from the camera to the point in normalised units."""
+    rows = []
+    for i, f in enumerate(sel):
+        if f.keypoints is None:
+            continue
+        k = np.asarray(f.keypoints, dtype=np.float64)
+        x, y = k[:, 0] * sx[i], k[:, 1] * sy[i]
+        dist = np.linalg.norm(k[:, 2:5] - f.c2w[:3, 3], axis=1) * scale
+        ok = (x >= 0) & (x < w) & (y >= 0) & (y < h) & (dist > 0)
+        rows.append(np.stack([np.full(int(ok.sum()), i), x[ok], y[ok], dist[ok]], axis=1))
+    if not rows:
+        return None
+    return torch.from_numpy(np.concatenate(rows).astype(np.float32))

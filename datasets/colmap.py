@@ -1,4 +1,4 @@
-"""COLMAP sparse models: cameras, images (and points3D, for the depth range) in .bin or .txt.
+"""COLMAP sparse models: cameras, images (and points3D, for the depth range and sparse depth) in .bin or .txt.
 
 Looked for in sparse/0, sparse, colmap/sparse/0 or the folder itself (the first holding
 cameras.* and images.*; .bin before .txt), with the photos in images/ (images_K when
@@ -164,17 +164,28 @@ def intrinsics(model: str, params: np.ndarray) -> tuple[float, float, float, flo
 
 def image_records(rec) -> list[dict]:
     """Per registered image of a `pycolmap.Reconstruction`, sorted by name: id, qvec (w, x, y, z),
-    tvec (3,), camera_id, name, point3d_ids (m,) of the points it sees."""
+    tvec (3,), camera_id, name, point3d_ids (m,) of the points it sees and xy (m, 2), where it sees
+    them (pixels of the camera's full size, COLMAP's convention; id -1: a keypoint with no point)."""
     out = []
     for image_id in rec.reg_image_ids():
         im = rec.images[image_id]
         pose = im.cam_from_world()
         x, y, z, w = np.asarray(pose.rotation.quat, dtype=np.float64)
-        ids = np.array([p.point3D_id for p in im.get_observation_points2D()], dtype=np.int64)
+        obs = im.get_observation_points2D()
+        ids = np.array([p.point3D_id for p in obs], dtype=np.int64)
+        xy = np.array([p.xy for p in obs], dtype=np.float64).reshape(-1, 2)
         out.append({"id": int(image_id), "qvec": np.array([w, x, y, z]),
                     "tvec": np.asarray(pose.translation, dtype=np.float64), "camera_id": int(im.camera_id),
-                    "name": im.name, "point3d_ids": ids})
+                    "name": im.name, "point3d_ids": ids, "xy": xy})
     return sorted(out, key=lambda im: im["name"])
+
+
+def _seen(im: dict, sorted_ids: np.ndarray, order: np.ndarray, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which of image `im`'s observations hold a point of the model (m,) and those points (k, 3)."""
+    ids = im["point3d_ids"]
+    pos = np.searchsorted(sorted_ids, ids)
+    ok = (pos < len(sorted_ids)) & (sorted_ids[np.minimum(pos, len(sorted_ids) - 1)] == ids)
+    return ok, xyz[order[pos[ok]]]
 
 
 def depth_range(images: list[dict], point_ids: np.ndarray, xyz: np.ndarray) -> tuple[float, float] | None:
@@ -187,12 +198,9 @@ def depth_range(images: list[dict], point_ids: np.ndarray, xyz: np.ndarray) -> t
     sorted_ids = point_ids[order]
     nears, fars = [], []
     for im in images:
-        ids = im["point3d_ids"]
-        pos = np.searchsorted(sorted_ids, ids)
-        ok = (pos < len(sorted_ids)) & (sorted_ids[np.minimum(pos, len(sorted_ids) - 1)] == ids)
+        ok, pts = _seen(im, sorted_ids, order, xyz)
         if not ok.any():
             continue
-        pts = xyz[order[pos[ok]]]
         rot = qvec_to_rotmat(im["qvec"])
         cam = pts @ rot.T + im["tvec"]
         z = cam[:, 2]
@@ -203,6 +211,45 @@ def depth_range(images: list[dict], point_ids: np.ndarray, xyz: np.ndarray) -> t
     if not nears:
         return None
     return 0.9 * float(min(nears)), 1.1 * float(max(fars))
+
+
+def keypoints(images: list[dict], point_ids: np.ndarray, xyz: np.ndarray) -> list[np.ndarray | None]:
+    """Per image, where it sees the model's points: (k, 5) rows x, y (pixels of the camera's full
+    size), X, Y, Z (the point in the model's world), for the points in front of the camera; None
+    for an image that sees none. The training's sparse depth (`Scene.sparse_depth`) comes from these."""
+    if len(point_ids) == 0:
+        return [None] * len(images)
+    order = np.argsort(point_ids)
+    sorted_ids = point_ids[order]
+    out = []
+    for im in images:
+        ok, pts = _seen(im, sorted_ids, order, xyz)
+        front = (pts @ qvec_to_rotmat(im["qvec"])[2] + im["tvec"][2]) > 0
+        rows = np.concatenate([im["xy"][ok], pts], axis=1)[front]
+        out.append(rows if len(rows) else None)
+    return out
+
+
+def model_keypoints(root: Path) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
+    """The keypoints of the COLMAP model beside a capture file (process-data and nerfstudio write
+    sparse/0 next to transforms.json): image name -> (camera centre (3,), keypoints (k, 5) as
+    `keypoints` gives them, both in the model's world, and the width of the image the keypoints'
+    pixels are of); empty without a readable model or points."""
+    found = find_model(root)
+    if found is None:
+        return {}
+    try:
+        rec = _read_reconstruction(*found)
+    except Exception:  # a broken model beside a transforms.json is not what training reads
+        return {}
+    images = image_records(rec)
+    point_ids = np.array(list(rec.points3D.keys()), dtype=np.int64)
+    xyz = np.array([p.xyz for p in rec.points3D.values()], dtype=np.float64).reshape(-1, 3)
+    out = {}
+    for im, seen in zip(images, keypoints(images, point_ids, xyz)):
+        if seen is not None:
+            out[im["name"]] = (colmap_to_c2w(im["qvec"], im["tvec"])[:3, 3], seen, int(rec.cameras[im["camera_id"]].width))
+    return out
 
 
 def load_colmap(root: Path, split: str, opts: DataOptions) -> Scene:
@@ -234,11 +281,11 @@ def load_colmap(root: Path, split: str, opts: DataOptions) -> Scene:
         raise DatasetError(f"{image_dir}: image folder not found (COLMAP model in {model_dir})")
 
     frames = []
-    for im in images:
+    for im, seen in zip(images, keypoints(images, point_ids, xyz)):
         model, w, h, params = cams[im["camera_id"]]
         fx, fy, cx, cy, dist = intrinsics(model, params)
         frames.append(Frame(path=image_dir / im["name"], c2w=colmap_to_c2w(im["qvec"], im["tvec"]),
-                            fx=fx, fy=fy, cx=cx, cy=cy, width=w, height=h, distortion=dist))
+                            fx=fx, fy=fy, cx=cx, cy=cy, width=w, height=h, distortion=dist, keypoints=seen))
     bbox = None
     if len(xyz) >= 8:
         bbox = np.percentile(xyz, [1.0, 99.0], axis=0)

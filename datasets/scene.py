@@ -72,6 +72,9 @@ class Scene:
     `ndc` marks forward-facing scenes whose rays are warped to normalised device coordinates.
     mask: optional (n, H, W) per-pixel weights in [0, 1] from the capture (1 = use the pixel,
     0 = ignore it, e.g. a moving person), for formats that ship masks.
+    sparse_depth: optional (m, 4) rows (view, x, y, distance): a pixel position (continuous, centres
+    at +0.5) of view `view` where the capture's structure from motion saw a scene point, and the
+    point's distance from that view's camera along the ray through it (COLMAP models).
     """
 
     name: str
@@ -88,6 +91,7 @@ class Scene:
     ndc: bool = False
     mask: torch.Tensor | None = None
     metadata: dict = field(default_factory=dict)
+    sparse_depth: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -108,7 +112,23 @@ class Scene:
             depth=None if self.depth is None else self.depth[idx],
             mask=None if self.mask is None else self.mask[idx],
             image_names=[self.image_names[i] for i in idx] if self.image_names else [],
+            sparse_depth=_sparse_depth_subset(self.sparse_depth, idx, len(self)),
         )
+
+
+def _sparse_depth_subset(rows: torch.Tensor | None, idx: list[int], n_views: int) -> torch.Tensor | None:
+    """The sparse depth rows of views `idx`, renumbered to their places in `idx`."""
+    if rows is None:
+        return None
+    place = torch.full((n_views,), -1, dtype=torch.long)
+    place[torch.as_tensor(idx, dtype=torch.long)] = torch.arange(len(idx))
+    new = place[rows[:, 0].long()]
+    keep = new >= 0
+    if not bool(keep.any()):
+        return None
+    out = rows[keep].clone()
+    out[:, 0] = new[keep].float()
+    return out
 
 
 def select_views(n_total: int, opts, source) -> tuple[list[int], int]:

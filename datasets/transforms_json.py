@@ -31,6 +31,9 @@ instant-ngp's space); else the 1st-99th percentile box of the sparse points in t
 `ply_file_path` names (nerfstudio; ASCII or binary little-endian); else where the training
 cameras' view frusta meet (`poses.frusta_box`). metadata['box_source'] says which. With the
 PLY's points, near/far come from the points in each camera's view (`poses.points_depth_range`).
+Sparse depth: when a COLMAP model of the same photos lies beside the file (process-data and
+nerfstudio write sparse/0), its keypoints give the frames' `Scene.sparse_depth`, moved into the
+file's world by `applied_transform` (see `attach_model_keypoints`).
 Masks: a frame's mask_path (nerfstudio: white = use, black = ignore; masks_N/ beside images_N/),
 else instant-ngp's dynamic_mask_<image stem>.png beside the image (any non-black pixel is ignored).
 Split: nerfstudio's train_filenames / val_filenames / test_filenames; without them, frames are
@@ -48,6 +51,7 @@ import numpy as np
 
 from nerf.datasets.blender import read_json
 from nerf.datasets.captures import Frame, build_scene, capped_downscale, lens_row
+from nerf.datasets.colmap import model_keypoints
 from nerf.datasets.errors import DatasetError
 from nerf.datasets.imageops import check_image_file, unreadable
 from nerf.datasets.options import DataOptions
@@ -501,6 +505,36 @@ def content_box(root: Path, meta: dict, path: Path, xyz: np.ndarray | None = Non
 
 # ------------------------------------------------------------------------------------ loader
 
+def attach_model_keypoints(root: Path, meta: dict, frames: list[Frame], file_paths: list[str]) -> None:
+    """Give the frames the keypoints of a COLMAP model beside the file (sparse depth), matched by
+    image file name, with the points moved into the file's world by its `applied_transform`
+    (nerfstudio's, else none). Only when every matched camera's centre agrees with the file's
+    pose (the two describe one world) and its image width with the frame's: a model of other
+    photos, of other image sizes, or of a world the file has moved in a way it does not state,
+    is left unused."""
+    found = model_keypoints(root)
+    if not found:
+        return
+    move = np.eye(4)
+    if "applied_transform" in meta:
+        try:
+            move[:3] = np.asarray(meta["applied_transform"], dtype=np.float64).reshape(-1, 4)[:3]
+        except (TypeError, ValueError):
+            return
+    pairs = [(f, found.get(Path(fp.replace("\\", "/")).name) or found.get(f.path.name))
+             for f, fp in zip(frames, file_paths)]
+    pairs = [(f, got) for f, got in pairs if got is not None]
+    if not pairs or any(got[2] != f.width for f, got in pairs):
+        return
+    ours = np.stack([f.c2w[:3, 3] for f, _ in pairs])
+    theirs = np.stack([got[0] for _, got in pairs]) @ move[:3, :3].T + move[:3, 3]
+    spread = max(float(np.ptp(ours, axis=0).max()), 1e-9)
+    if float(np.abs(ours - theirs).max()) > 1e-3 * spread:
+        return
+    for f, (_, rows, _) in pairs:
+        f.keypoints = np.concatenate([rows[:, :2], rows[:, 2:5] @ move[:3, :3].T + move[:3, 3]], axis=1)
+
+
 def load_transforms_json(root: Path, split: str, opts: DataOptions) -> Scene:
     path = transforms_file(root)
     meta = read_json(path)
@@ -524,6 +558,7 @@ def load_transforms_json(root: Path, split: str, opts: DataOptions) -> Scene:
     parsed = [frame_from_json(root, path, meta, fr, order[k], folder) for k, fr in enumerate(frames)]
     models = sorted({model for _, model in parsed})
     named = _named_split(meta, frames, path)
+    attach_model_keypoints(root, meta, [f for f, _ in parsed], [str(fr["file_path"]) for fr in frames])
     xyz = sparse_points(root, meta)
     box, box_source = content_box(root, meta, path, xyz)
     depths = None

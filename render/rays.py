@@ -26,7 +26,9 @@ class RayBundle:
     through `view_directions`. cam_idx: optional (n_rays,) index of the training image each
     ray comes from (per-image appearance codes, camera refinement); None for renders.
     background: optional (n_rays, 3) colour each ray is composited over (training with random
-    backgrounds); None: the model's own background.
+    backgrounds); None: the model's own background. depth_target: optional (n_rays,) distance
+    along the ray to a scene point the capture's structure from motion saw there (NaN for rays
+    with none), for a sparse depth loss; None: no ray has one.
     """
 
     origins: torch.Tensor
@@ -36,6 +38,7 @@ class RayBundle:
     viewdirs: torch.Tensor | None = None
     cam_idx: torch.Tensor | None = None
     background: torch.Tensor | None = None
+    depth_target: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.origins.shape[0]

@@ -75,6 +75,11 @@ class RenderModel(nn.Module):
         parameters (the trainer then drops their optimiser state)."""
         return False
 
+    def depth_rays(self) -> int:
+        """Rays per training batch to draw through the scene's sparse depth keypoints, whose
+        `RayBundle.depth_target` the model's loss then uses; 0 (none) by default."""
+        return 0
+
     def refined_cameras(self, c2w: torch.Tensor) -> torch.Tensor:
         """The training cameras (n_images, 4, 4) as the model has refined them; `c2w` itself
         (the same object) when the model does not refine poses."""

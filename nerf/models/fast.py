@@ -26,7 +26,7 @@ from nerf.models.camera_refine import CameraRefinement
 from nerf.render.carving import camera_coverage, silhouette_hull
 from nerf.render.gradient_scaling import near_camera_scale, scale_gradient
 from nerf.render.occupancy import STEP_GROWTH, OccupancyGrid
-from nerf.render.packed import composite_packed, distortion_loss
+from nerf.render.packed import composite_packed, distortion_loss, segment_sum
 from nerf.render.rays import RayBundle
 from nerf.scene_rays import SceneInfo, ndc_frusta_box
 
@@ -135,7 +135,14 @@ class FastConfig:
     larger one makes fewer passes. render_window_max: the widest window the doubling reaches (0:
     no limit); on captures whose rays cross empty space to a far background, it keeps a render
     from listing hundreds of steps per ray behind where the rays stop. Both change the work, not
-    the image."""
+    the image.
+    depth_weight: weight of a sparse depth loss (DS-NeRF's idea, for captures whose structure
+    from motion saw scene points: `Scene.sparse_depth`, COLMAP models): depth_rays of each
+    batch's rays go through keypoints instead of random pixels, and each such ray is asked to
+    stop within depth_margin (a fraction of the distance) around its point: the opacity it gathers
+    before that window plus the light it lets past it (`sparse_depth_error`), so content that few
+    photos see is placed where the matched features put it (0: off; not with NDC rays, and
+    ignored without points)."""
 
     encoding: str = "tensorf"
     grid_res: int = 128
@@ -194,6 +201,9 @@ class FastConfig:
     cone_angle: float = 1 / 256
     contraction_far: float = 32.0
     step_growth: str = "linear"
+    depth_weight: float = 0.0
+    depth_rays: int = 512
+    depth_margin: float = 0.05
 
     def validate(self) -> list[str]:
         errs = []
@@ -214,9 +224,11 @@ class FastConfig:
             errs.append(f"model.fast.sh_degree: must be in [1, 5], got {self.sh_degree}")
         for k in ("occ_warmup", "distortion_warmup", "occ_cells", "train_samples", "appearance_dim", "detail_levels",
                   "alpha_min", "tv_cells", "render_window_max", "render_weight_min", "distortion_weight",
-                  "near_grad_distance", "step_pixels", "grid_pixels"):
+                  "near_grad_distance", "step_pixels", "grid_pixels", "depth_weight", "depth_rays"):
             if getattr(self, k) < 0:
                 errs.append(f"model.fast.{k}: must be >= 0, got {getattr(self, k)}")
+        if not 0 < self.depth_margin < 1:
+            errs.append(f"model.fast.depth_margin: must be in (0, 1), got {self.depth_margin}")
         if not 0 <= self.prune_min_share <= 1:
             errs.append(f"model.fast.prune_min_share: must be in [0, 1], got {self.prune_min_share}")
         if not 0 <= self.render_early_stop < 1:
@@ -257,6 +269,28 @@ class FastConfig:
 MAX_STEPS = 2048  # the most marching steps along the box's diagonal that step_pixels asks for
 MAX_GRID_RES = 512  # the finest tensorf planes grid_pixels asks for
 FILE_BOX_LIMIT = 32.0  # widest box stated by a capture file that auto marches in (scene units)
+
+
+def sparse_depth_error(weights: torch.Tensor, t_mid: torch.Tensor, ray_idx: torch.Tensor, target: torch.Tensor,
+                       margin: float, ray_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The sparse depth loss, a line-of-sight loss as Urban Radiance Fields': for each ray with a
+    finite `target` distance D (n,) (and kept by `ray_mask`), the opacity its samples (weights (m,)
+    at midpoints t_mid (m,), ray_idx (m,)) gather before D (1 - margin) plus the transmittance
+    left after D (1 + margin): 0 when the ray stops within the margin around the point. Density in
+    front of the point is penalised only as far as the window around it has opacity, so while
+    that is still empty the loss grows none there. Mean over those rays."""
+    n = target.shape[0]
+    d = target[ray_idx]  # NaN for rays without a point: every comparison below is False
+    zero = torch.zeros_like(weights)
+    before = segment_sum(torch.where(t_mid < d * (1.0 - margin), weights, zero), ray_idx, n)
+    upto = segment_sum(torch.where(t_mid <= d * (1.0 + margin), weights, zero), ray_idx, n)
+    valid = torch.isfinite(target)
+    if ray_mask is not None:
+        valid &= ray_mask
+    idx = valid.nonzero()[:, 0]
+    if idx.numel() == 0:
+        return weights.sum() * 0.0
+    return (before[idx] + 1.0 - upto[idx]).mean()
 
 
 def resolve_contraction(fc: FastConfig, info: SceneInfo) -> str:
@@ -533,6 +567,9 @@ class FastNeRF(RenderModel):
             dist = distortion_loss(out["weights"], (grid.to_s(t_start) - near) / span,
                                    (grid.to_s(t_end) - near) / span, ray_idx, n)
             out["distortion"] = (dist if ray_mask is None else dist[ray_mask]).mean()
+        if train and rays.depth_target is not None and self.depth_rays():
+            out["depth_error"] = sparse_depth_error(out["weights"], 0.5 * (t_start + t_end), ray_idx, rays.depth_target,
+                                                    fc.depth_margin, ray_mask)
         if ray_mask is not None:
             out["ray_mask"] = ray_mask
         out["ray_idx"] = ray_idx  # the ray of each sample in out["weights"]
@@ -594,9 +631,16 @@ class FastNeRF(RenderModel):
         if "distortion" in outputs:
             metrics["distortion"] = float(outputs["distortion"].detach())
             losses["distortion"] = self.distortion_weight() * outputs["distortion"]
+        if "depth_error" in outputs:
+            metrics["depth_error"] = float(outputs["depth_error"].detach())
+            losses["depth"] = self.fc.depth_weight * outputs["depth_error"]
         if "evaluated_per_ray" in outputs:  # density evaluations spent finding the samples
             metrics["evaluated_per_ray"] = outputs["evaluated_per_ray"]
         return losses, metrics
+
+    def depth_rays(self) -> int:
+        """Rays per batch through the sparse depth's keypoints (0: no depth loss)."""
+        return self.fc.depth_rays if self.fc.depth_weight > 0 and not self.info.ndc else 0
 
     def tv_weight(self) -> float:
         """model.fast.tv_weight, times the learning rate's decay so far with tv_decay (TensoRF's

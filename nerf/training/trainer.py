@@ -142,6 +142,12 @@ class Trainer:
         self.valid_pixels = masked_pixels(self.scene.mask)
         if self.valid_pixels is not None:
             self.valid_pixels = self.valid_pixels.to(device)
+        self.sparse_depth = None  # keypoints (view, x, y, distance) that depth_rays of each batch go through
+        if self.model.depth_rays():
+            if self.scene.sparse_depth is None:
+                log("model.fast.depth_weight: this scene has no sparse points (a COLMAP model's); no depth loss")
+            else:
+                self.sparse_depth = self.scene.sparse_depth.to(device)
         self.alpha = None  # the training images' alpha, for random backgrounds
         if cfg.train.random_background and self.scene.alpha is not None:
             self.alpha = self.scene.alpha.to(device)
@@ -250,10 +256,15 @@ class Trainer:
         shards, pixels = [], []
         for s, generator in self.generators.items():  # this rank's shards of the global batch
             n = self.shard_sizes[s]
-            cam, x, y, target = sample_batch(self.images, n, generator, crop, self.valid_pixels, t.pixel_jitter,
-                                             self.error_map, t.error_sampling)
+            n_depth = 0 if self.sparse_depth is None else min(n - 1, round(self.model.depth_rays() * n / t.batch_rays))
+            cam, x, y, target = sample_batch(self.images, n - n_depth, generator, crop, self.valid_pixels,
+                                             t.pixel_jitter, self.error_map, t.error_sampling)
+            depth = None
+            if n_depth:
+                cam, x, y, target, depth = self._with_keypoints(cam, x, y, target, n_depth, generator)
             rays = pixel_rays(self.cameras, cam, x, y, self.info)
             rays.cam_idx = cam  # the image of each ray, for per-image parameters
+            rays.depth_target = depth
             if self.alpha is not None:
                 alpha = self.alpha[cam, y.long(), x.long()]  # x, y inside their pixels: the floor is the pixel
                 target, rays.background = over_random_background(target, alpha, self.image_background, generator)
@@ -276,6 +287,17 @@ class Trainer:
         return {"loss": result.loss, "lr": lr, "samples_per_ray": result.outputs["samples_per_ray"],
                 "finite": result.finite, "opacity_mean": float(opacity.mean()), "opacity_std": float(opacity.std()),
                 "losses": result.losses, "metrics": result.metrics, **result.metrics}
+
+    def _with_keypoints(self, cam, x, y, target, n: int, generator):
+        """The batch's pixels (cam, x, y, colour) followed by `n` keypoints of the sparse depth drawn
+        at random (their rays go through the keypoint itself; the colour is its pixel's), and each
+        ray's depth target: NaN for the pixels, the point's distance for the keypoints."""
+        rows = self.sparse_depth[torch.randint(0, self.sparse_depth.shape[0], (n,), generator=generator,
+                                               device=self.sparse_depth.device)]
+        kc, kx, ky = rows[:, 0].long(), rows[:, 1], rows[:, 2]
+        depth = torch.cat([torch.full_like(x, float("nan")), rows[:, 3]])
+        return (torch.cat([cam, kc]), torch.cat([x, kx]), torch.cat([y, ky]),
+                torch.cat([target, self.images[kc, ky.long(), kx.long()]]), depth)
 
     def _drop_stale_optimizer_state(self) -> None:
         """After the model reshaped parameters (coarse-to-fine grids, or a checkpoint whose dense grid

@@ -1,0 +1,209 @@
+"""Sparse depth from a COLMAP model's points: the loader's keypoints (`Scene.sparse_depth`) and
+the fast method's depth loss (`model.fast.depth_weight`).
+
+The capture is the built-in scene rendered from a ring of cameras (datasets/rendered_capture.py),
+written as a COLMAP text model by this file's own writer, with points where the views' pixels
+truly hit the scene: each keypoint is where its point projects, so the distance along the ray
+through it is exact."""
+import json
+import math
+import shutil
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from conftest import DEVICE
+
+from nerf.config import load_config
+from nerf.datasets import load_scene
+from nerf.datasets.options import DataOptions
+from nerf.datasets.rendered_capture import render_views, ring_cameras
+from nerf.datasets.synthetic import shade
+from nerf.inference.views import render_view
+from nerf.models.fast import sparse_depth_error
+from nerf.render.rays import rays_from_pixels
+from nerf.training.trainer import Trainer
+
+N_VIEWS = 12
+POINTS_PER_VIEW = 120
+
+
+def _qvec(r: np.ndarray) -> np.ndarray:
+    """3x3 rotation -> unit quaternion (w, x, y, z)."""
+    w = math.sqrt(max(0.0, 1 + r[0, 0] + r[1, 1] + r[2, 2])) / 2
+    x = math.copysign(math.sqrt(max(0.0, 1 + r[0, 0] - r[1, 1] - r[2, 2])) / 2, r[2, 1] - r[1, 2])
+    y = math.copysign(math.sqrt(max(0.0, 1 - r[0, 0] + r[1, 1] - r[2, 2])) / 2, r[0, 2] - r[2, 0])
+    z = math.copysign(math.sqrt(max(0.0, 1 - r[0, 0] - r[1, 1] + r[2, 2])) / 2, r[1, 0] - r[0, 1])
+    return np.array([w, x, y, z])
+
+
+def write_capture(root, n_views: int = N_VIEWS, points_per_view: int = POINTS_PER_VIEW):
+    """The built-in scene's ring capture as images/ plus a COLMAP text model in sparse/0 whose
+    points are true surface points: per view, `points_per_view` random pixels that hit the scene,
+    each a point seen by that view at a sub-pixel position. Returns the cameras and the points
+    (k, 3) of each view in the scene's world."""
+    cams = ring_cameras(n_views)
+    (root / "images").mkdir(parents=True)
+    (root / "sparse" / "0").mkdir(parents=True)
+    for i, view in enumerate(render_views(cams)):
+        iio.imwrite(root / "images" / f"frame_{i:03d}.png", view)
+    g = torch.Generator().manual_seed(3)
+    f, cx, cy = float(cams.fx[0]), float(cams.cx[0]), float(cams.cy[0])
+    (root / "sparse" / "0" / "cameras.txt").write_text(f"1 PINHOLE {cams.width} {cams.height} {f} {f} {cx} {cy}\n")
+    image_lines, point_lines, seen = [], [], []
+    for i in range(n_views):
+        x = torch.rand(4 * points_per_view, generator=g) * cams.width
+        y = torch.rand(4 * points_per_view, generator=g) * cams.height
+        rays = rays_from_pixels(cams, torch.full_like(x, i, dtype=torch.long), x, y, 0.0, 1.0)
+        _, t = shade(rays.origins, rays.directions)
+        hit = torch.isfinite(t).nonzero()[:, 0][:points_per_view]
+        pts = (rays.origins + rays.directions * t[:, None])[hit].double().numpy()
+        seen.append(pts)
+        c2w_cv = cams.c2w[i].double().numpy() @ np.diag([1.0, -1.0, -1.0, 1.0])
+        w2c = np.linalg.inv(c2w_cv)
+        image_lines.append(f"{i + 1} " + " ".join(repr(float(v)) for v in (*_qvec(w2c[:3, :3]), *w2c[:3, 3]))
+                           + f" 1 frame_{i:03d}.png")
+        obs = []
+        for k, (px, py) in enumerate(zip(x[hit].tolist(), y[hit].tolist())):
+            pid = len(point_lines) + 1
+            obs.append(f"{px!r} {py!r} {pid}")
+            point_lines.append(f"{pid} " + " ".join(repr(float(v)) for v in pts[k]) + f" 128 128 128 0.5 {i + 1} {k}")
+        image_lines.append(" ".join(obs))
+    (root / "sparse" / "0" / "images.txt").write_text("\n".join(image_lines) + "\n")
+    (root / "sparse" / "0" / "points3D.txt").write_text("\n".join(point_lines) + "\n")
+    return cams, seen
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ring")
+    cams, seen = write_capture(root)
+    return root, cams, seen
+
+
+def test_keypoints_give_the_distance_along_their_rays(capture):
+    """Every keypoint's ray, made at the loaded size (half), reaches its point at the stored
+    distance, in the loader's normalised frame; a subset of the views keeps its own rows,
+    renumbered."""
+    root, _, seen = capture
+    opts = DataOptions(path=str(root), format="colmap", downscale=2)
+    scene = load_scene(opts, "train")
+    rows = scene.sparse_depth
+    assert rows is not None and rows.shape[1] == 4
+    views = scene.metadata["indices"]
+    assert rows.shape[0] == POINTS_PER_VIEW * len(views)
+    assert float(rows[:, 1].max()) < scene.width and float(rows[:, 2].max()) < scene.height
+    view = rows[:, 0].long()
+    rays = rays_from_pixels(scene.cameras, view, rows[:, 1], rows[:, 2], 0.0, 1.0)
+    at = rays.origins + rays.directions * rows[:, 3:4]
+    centre, scale = np.asarray(scene.metadata["centre"]), scene.metadata["scale"]
+    truth = np.concatenate([(seen[v] - centre) * scale for v in views])
+    assert torch.allclose(at, torch.from_numpy(truth).float(), atol=2e-4)
+
+    part = scene.subset([2, 0])
+    assert sorted(part.sparse_depth[:, 0].unique().tolist()) == [0.0, 1.0]
+    assert torch.equal(part.sparse_depth[part.sparse_depth[:, 0] == 0, 1:], rows[view == 2, 1:])
+    assert torch.equal(part.sparse_depth[part.sparse_depth[:, 0] == 1, 1:], rows[view == 0, 1:])
+
+
+# nerfstudio's applied_transform: its worlds swap x and y and flip z relative to COLMAP's
+NERFSTUDIO_MOVE = np.array([[0.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+
+
+def _write_transforms(root, cams, move, shift=0.0):
+    """transforms.json beside the model: the cameras moved by `move` (stated as applied_transform
+    when it is not the identity) and then by `shift` along x (never stated)."""
+    frames = []
+    for i in range(len(cams)):
+        c2w = move @ cams.c2w[i].double().numpy()
+        c2w[0, 3] += shift
+        frames.append({"file_path": f"images/frame_{i:03d}.png", "transform_matrix": c2w.tolist()})
+    meta = {"camera_model": "OPENCV", "fl_x": float(cams.fx[0]), "fl_y": float(cams.fy[0]), "cx": float(cams.cx[0]),
+            "cy": float(cams.cy[0]), "w": cams.width, "h": cams.height, "frames": frames}
+    if not np.array_equal(move, np.eye(4)):
+        meta["applied_transform"] = move[:3].tolist()
+    (root / "transforms.json").write_text(json.dumps(meta))
+
+
+def test_transforms_json_takes_the_keypoints_of_the_model_beside_it(capture, tmp_path):
+    """process-data's and nerfstudio's layout (transforms.json with sparse/0 beside it): the
+    model's keypoints are used, moved by applied_transform; a file whose poses moved without
+    saying so gets none."""
+    root, cams, seen = capture
+    copy = tmp_path / "capture"
+    shutil.copytree(root, copy)
+    _write_transforms(copy, cams, NERFSTUDIO_MOVE)
+    scene = load_scene(DataOptions(path=str(copy), downscale=2), "train")
+    assert scene.metadata["format"] == "transforms"
+    rows = scene.sparse_depth
+    views = scene.metadata["indices"]
+    assert rows is not None and rows.shape[0] == POINTS_PER_VIEW * len(views)
+    rays = rays_from_pixels(scene.cameras, rows[:, 0].long(), rows[:, 1], rows[:, 2], 0.0, 1.0)
+    at = rays.origins + rays.directions * rows[:, 3:4]
+    centre, scale = np.asarray(scene.metadata["centre"]), scene.metadata["scale"]
+    truth = np.concatenate([(seen[v] @ NERFSTUDIO_MOVE[:3, :3].T - centre) * scale for v in views])
+    assert torch.allclose(at, torch.from_numpy(truth).float(), atol=2e-4)
+
+    _write_transforms(copy, cams, np.eye(4), shift=0.5)
+    assert load_scene(DataOptions(path=str(copy), downscale=2), "train").sparse_depth is None
+
+
+def test_sparse_depth_error_by_hand():
+    """Three rays, two with a point: the opacity each gathers before the window around its
+    point plus the light it lets past the window; a ray stopping inside the window costs 0, and
+    rays without a point or outside the mask take no part."""
+    weights = torch.tensor([0.1, 0.6, 0.2, 0.5, 0.9, 0.3, 0.4])
+    t_mid = torch.tensor([0.5, 1.0, 1.5, 1.0, 1.0, 1.0, 2.0])
+    ray_idx = torch.tensor([0, 0, 0, 1, 2, 3, 3])
+    target = torch.tensor([1.0, float("nan"), 1.02, 2.5])
+    got = sparse_depth_error(weights, t_mid, ray_idx, target, 0.05)
+    ray0 = 0.1 + (1 - 0.7)  # 0.1 before [0.95, 1.05], 0.3 of the light past it
+    ray2 = 0.0 + (1 - 0.9)  # stops inside [0.969, 1.071] but for 0.1
+    ray3 = 0.7 + (1 - 0.7)  # all its opacity before [2.375, 2.625], and the rest of the light past it
+    assert math.isclose(float(got), (ray0 + ray2 + ray3) / 3, rel_tol=1e-6)
+    masked = sparse_depth_error(weights, t_mid, ray_idx, target, 0.05, torch.tensor([False, True, True, False]))
+    assert math.isclose(float(masked), ray2, rel_tol=1e-6)
+    exact = sparse_depth_error(torch.tensor([1.0]), torch.tensor([1.0]), torch.tensor([0]), torch.tensor([1.0]), 0.05)
+    assert float(exact) == 0.0
+
+
+def _train(root, tmp_path, name, weight):
+    cfg = load_config("colmap", [f"data.path={root}", "data.downscale=4", "train.max_minutes=0", "train.max_steps=150",
+                                 "train.lr_decay_over=steps", "train.lr_decay_steps=150", "train.batch_rays=1024",
+                                 "model.fast.train_samples=65536", "model.fast.grid_res_start=0", "train.log_every=1000",
+                                 "train.eval_every=100000", "train.checkpoint_every=100000", "train.threads=2",
+                                 "model.fast.depth_rays=256", f"model.fast.depth_weight={weight}"])
+    tr = Trainer(cfg, tmp_path / name, torch.device(DEVICE), show_progress=False)
+    while tr.budget_left():
+        tr.train_step()
+    return tr
+
+
+def _held_out_depth_error(tr, root) -> float:
+    """Mean |rendered - true distance| over the held-out pixels whose ray hits the scene, in the
+    loader's normalised units (the truth traced in the scene's own world)."""
+    scene = load_scene(tr.cfg.data, "test")
+    centre, scale = torch.tensor(scene.metadata["centre"]).float(), scene.metadata["scale"]
+    tr.model.eval()
+    errs = []
+    with torch.no_grad():
+        for i in range(len(scene)):
+            depth = render_view(tr.model, scene.cameras.to(DEVICE), i, tr.info, 8192)["depth"].reshape(-1).cpu()
+            x, y = torch.meshgrid(torch.arange(scene.width) + 0.5, torch.arange(scene.height) + 0.5, indexing="xy")
+            rays = rays_from_pixels(scene.cameras, torch.full((x.numel(),), i), x.reshape(-1), y.reshape(-1), 0.0, 1.0)
+            _, t = shade(rays.origins / scale + centre, rays.directions)
+            hit = torch.isfinite(t)
+            errs.append((depth[hit] - t[hit] * scale).abs())
+    return float(torch.cat(errs).mean())
+
+
+@pytest.mark.slow
+def test_depth_loss_places_the_surfaces(capture, tmp_path):
+    """Trained the same number of steps on the ring capture, the run with the depth loss renders
+    held-out depth closer to the truth than the run without."""
+    root = capture[0]
+    plain = _held_out_depth_error(_train(root, tmp_path, "plain", 0.0), root)
+    depth = _held_out_depth_error(_train(root, tmp_path, "depth", 0.1), root)
+    print(f"held-out depth error: plain {plain:.4f}, depth loss {depth:.4f}")
+    assert depth < 0.8 * plain
