@@ -213,10 +213,30 @@ def depth_range(images: list[dict], point_ids: np.ndarray, xyz: np.ndarray) -> t
     return 0.9 * float(min(nears)), 1.1 * float(max(fars))
 
 
+MIN_TRACK = 3  # images that must see a point for its keypoints to give sparse depth
+MAX_ERROR_RATIO = 2.0  # and its reprojection error at most this many times the model's median
+
+
+def reliable_points(rec) -> tuple[np.ndarray, np.ndarray]:
+    """The ids (m,) and positions (m, 3) of a model's points that sparse depth may trust: seen by
+    at least MIN_TRACK images, with a reprojection error at most MAX_ERROR_RATIO times the median.
+    Points seen twice, or fitted badly, are where mismatches end up (on a desk, points that
+    structure from motion put under its top), and a depth loss would carve the surface to
+    reach them."""
+    pts = list(rec.points3D.items())
+    if not pts:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 3))
+    err = np.array([p.error for _, p in pts], dtype=np.float64)
+    keep = (np.array([p.track.length() for _, p in pts]) >= MIN_TRACK) & (err <= MAX_ERROR_RATIO * np.median(err))
+    ids = np.array([i for i, _ in pts], dtype=np.int64)[keep]
+    return ids, np.array([p.xyz for _, p in pts], dtype=np.float64).reshape(-1, 3)[keep]
+
+
 def keypoints(images: list[dict], point_ids: np.ndarray, xyz: np.ndarray) -> list[np.ndarray | None]:
     """Per image, where it sees the model's points: (k, 5) rows x, y (pixels of the camera's full
-    size), X, Y, Z (the point in the model's world), for the points in front of the camera; None
-    for an image that sees none. The training's sparse depth (`Scene.sparse_depth`) comes from these."""
+    size), X, Y, Z (the point in the model's world), for the points (`reliable_points`) in front of
+    the camera; None for an image that sees none. The training's sparse depth
+    (`Scene.sparse_depth`) comes from these."""
     if len(point_ids) == 0:
         return [None] * len(images)
     order = np.argsort(point_ids)
@@ -243,10 +263,8 @@ def model_keypoints(root: Path) -> dict[str, tuple[np.ndarray, np.ndarray, int]]
     except Exception:  # a broken model beside a transforms.json is not what training reads
         return {}
     images = image_records(rec)
-    point_ids = np.array(list(rec.points3D.keys()), dtype=np.int64)
-    xyz = np.array([p.xyz for p in rec.points3D.values()], dtype=np.float64).reshape(-1, 3)
     out = {}
-    for im, seen in zip(images, keypoints(images, point_ids, xyz)):
+    for im, seen in zip(images, keypoints(images, *reliable_points(rec))):
         if seen is not None:
             out[im["name"]] = (colmap_to_c2w(im["qvec"], im["tvec"])[:3, 3], seen, int(rec.cameras[im["camera_id"]].width))
     return out
@@ -281,7 +299,7 @@ def load_colmap(root: Path, split: str, opts: DataOptions) -> Scene:
         raise DatasetError(f"{image_dir}: image folder not found (COLMAP model in {model_dir})")
 
     frames = []
-    for im, seen in zip(images, keypoints(images, point_ids, xyz)):
+    for im, seen in zip(images, keypoints(images, *reliable_points(rec))):
         model, w, h, params = cams[im["camera_id"]]
         fx, fy, cx, cy, dist = intrinsics(model, params)
         frames.append(Frame(path=image_dir / im["name"], c2w=colmap_to_c2w(im["qvec"], im["tvec"]),

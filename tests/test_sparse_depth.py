@@ -38,11 +38,25 @@ def _qvec(r: np.ndarray) -> np.ndarray:
     return np.array([w, x, y, z])
 
 
+def _project(cams, j: int, pts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel positions (k, 2) of points (k, 3) in view j, and whether view j sees each (in front,
+    inside the image, not hidden behind another surface)."""
+    c2w = cams.c2w[j]
+    cam = (pts - c2w[:3, 3]) @ c2w[:3, :3]  # OpenGL camera axes: x right, y up, looking down -z
+    z = -cam[:, 2]
+    xy = torch.stack([cams.fx[j] * cam[:, 0] / z + cams.cx[j], cams.cy[j] - cams.fy[j] * cam[:, 1] / z], -1)
+    inside = (z > 0) & (xy[:, 0] > 0) & (xy[:, 0] < cams.width) & (xy[:, 1] > 0) & (xy[:, 1] < cams.height)
+    dist = (pts - c2w[:3, 3]).norm(dim=-1)
+    _, t = shade(c2w[:3, 3].expand_as(pts), (pts - c2w[:3, 3]) / dist[:, None])
+    return xy, inside & ((t - dist).abs() < 1e-3)
+
+
 def write_capture(root, n_views: int = N_VIEWS, points_per_view: int = POINTS_PER_VIEW):
     """The built-in scene's ring capture as images/ plus a COLMAP text model in sparse/0 whose
-    points are true surface points: per view, `points_per_view` random pixels that hit the scene,
-    each a point seen by that view at a sub-pixel position. Returns the cameras and the points
-    (k, 3) of each view in the scene's world."""
+    points are true surface points: per view, up to `points_per_view` random pixels that hit the
+    scene and whose point both neighbouring views see too, each point with a track of those
+    three observations (what structure from motion trusts). Returns the cameras and, per view,
+    its observations (k, 5): x, y, and the point in the scene's world."""
     cams = ring_cameras(n_views)
     (root / "images").mkdir(parents=True)
     (root / "sparse" / "0").mkdir(parents=True)
@@ -51,27 +65,37 @@ def write_capture(root, n_views: int = N_VIEWS, points_per_view: int = POINTS_PE
     g = torch.Generator().manual_seed(3)
     f, cx, cy = float(cams.fx[0]), float(cams.cx[0]), float(cams.cy[0])
     (root / "sparse" / "0" / "cameras.txt").write_text(f"1 PINHOLE {cams.width} {cams.height} {f} {f} {cx} {cy}\n")
-    image_lines, point_lines, seen = [], [], []
+    obs = [[] for _ in range(n_views)]  # per view: (x, y, point id)
+    points = []
     for i in range(n_views):
-        x = torch.rand(4 * points_per_view, generator=g) * cams.width
-        y = torch.rand(4 * points_per_view, generator=g) * cams.height
+        x = torch.rand(8 * points_per_view, generator=g) * cams.width
+        y = torch.rand(8 * points_per_view, generator=g) * cams.height
         rays = rays_from_pixels(cams, torch.full_like(x, i, dtype=torch.long), x, y, 0.0, 1.0)
         _, t = shade(rays.origins, rays.directions)
-        hit = torch.isfinite(t).nonzero()[:, 0][:points_per_view]
-        pts = (rays.origins + rays.directions * t[:, None])[hit].double().numpy()
-        seen.append(pts)
+        hit = torch.isfinite(t)
+        pts = rays.origins + rays.directions * t.nan_to_num(posinf=0.0)[:, None]
+        near = [(j % n_views, *_project(cams, j % n_views, pts)) for j in (i - 1, i + 1)]
+        keep = (hit & near[0][2] & near[1][2]).nonzero()[:, 0][:points_per_view]
+        for k in keep.tolist():
+            pid = len(points) + 1
+            points.append(pts[k].double().numpy())
+            obs[i].append((float(x[k]), float(y[k]), pid))
+            for j, xy, _ in near:
+                obs[j].append((float(xy[k, 0]), float(xy[k, 1]), pid))
+    image_lines, tracks = [], {}
+    for i in range(n_views):
         c2w_cv = cams.c2w[i].double().numpy() @ np.diag([1.0, -1.0, -1.0, 1.0])
         w2c = np.linalg.inv(c2w_cv)
         image_lines.append(f"{i + 1} " + " ".join(repr(float(v)) for v in (*_qvec(w2c[:3, :3]), *w2c[:3, 3]))
                            + f" 1 frame_{i:03d}.png")
-        obs = []
-        for k, (px, py) in enumerate(zip(x[hit].tolist(), y[hit].tolist())):
-            pid = len(point_lines) + 1
-            obs.append(f"{px!r} {py!r} {pid}")
-            point_lines.append(f"{pid} " + " ".join(repr(float(v)) for v in pts[k]) + f" 128 128 128 0.5 {i + 1} {k}")
-        image_lines.append(" ".join(obs))
+        image_lines.append(" ".join(f"{px!r} {py!r} {pid}" for px, py, pid in obs[i]))
+        for k, (_, _, pid) in enumerate(obs[i]):
+            tracks.setdefault(pid, []).append(f"{i + 1} {k}")
+    point_lines = [f"{pid} " + " ".join(repr(float(v)) for v in points[pid - 1]) + " 128 128 128 0.5 "
+                   + " ".join(tracks[pid]) for pid in sorted(tracks)]
     (root / "sparse" / "0" / "images.txt").write_text("\n".join(image_lines) + "\n")
     (root / "sparse" / "0" / "points3D.txt").write_text("\n".join(point_lines) + "\n")
+    seen = [np.array([(px, py, *points[pid - 1]) for px, py, pid in o]).reshape(-1, 5) for o in obs]
     return cams, seen
 
 
@@ -92,19 +116,36 @@ def test_keypoints_give_the_distance_along_their_rays(capture):
     rows = scene.sparse_depth
     assert rows is not None and rows.shape[1] == 4
     views = scene.metadata["indices"]
-    assert rows.shape[0] == POINTS_PER_VIEW * len(views)
-    assert float(rows[:, 1].max()) < scene.width and float(rows[:, 2].max()) < scene.height
+    assert rows.shape[0] == sum(len(seen[v]) for v in views) > 2 * POINTS_PER_VIEW * len(views)
     view = rows[:, 0].long()
+    halved = np.concatenate([seen[v][:, :2] / 2 for v in views])
+    assert torch.allclose(rows[:, 1:3], torch.from_numpy(halved).float(), atol=1e-4)
     rays = rays_from_pixels(scene.cameras, view, rows[:, 1], rows[:, 2], 0.0, 1.0)
     at = rays.origins + rays.directions * rows[:, 3:4]
     centre, scale = np.asarray(scene.metadata["centre"]), scene.metadata["scale"]
-    truth = np.concatenate([(seen[v] - centre) * scale for v in views])
+    truth = np.concatenate([(seen[v][:, 2:] - centre) * scale for v in views])
     assert torch.allclose(at, torch.from_numpy(truth).float(), atol=2e-4)
 
     part = scene.subset([2, 0])
     assert sorted(part.sparse_depth[:, 0].unique().tolist()) == [0.0, 1.0]
     assert torch.equal(part.sparse_depth[part.sparse_depth[:, 0] == 0, 1:], rows[view == 2, 1:])
     assert torch.equal(part.sparse_depth[part.sparse_depth[:, 0] == 1, 1:], rows[view == 0, 1:])
+
+
+def test_only_points_seen_three_times_and_fitted_well_give_depth():
+    """`reliable_points`: a point seen by two images, or with a reprojection error over twice the
+    model's median, is left out."""
+    from types import SimpleNamespace
+
+    from nerf.datasets.colmap import reliable_points
+
+    def point(track, error, x):
+        return SimpleNamespace(track=SimpleNamespace(length=lambda: track), error=error, xyz=np.array([x, 0.0, 0.0]))
+
+    rec = SimpleNamespace(points3D={1: point(3, 0.5, 1.0), 2: point(2, 0.5, 2.0), 3: point(5, 0.4, 3.0),
+                                    4: point(4, 1.1, 4.0), 5: point(3, 0.6, 5.0)})
+    ids, xyz = reliable_points(rec)
+    assert ids.tolist() == [1, 3, 5] and xyz[:, 0].tolist() == [1.0, 3.0, 5.0]  # median error 0.5: 1.1 is out
 
 
 # nerfstudio's applied_transform: its worlds swap x and y and flip z relative to COLMAP's
@@ -138,11 +179,11 @@ def test_transforms_json_takes_the_keypoints_of_the_model_beside_it(capture, tmp
     assert scene.metadata["format"] == "transforms"
     rows = scene.sparse_depth
     views = scene.metadata["indices"]
-    assert rows is not None and rows.shape[0] == POINTS_PER_VIEW * len(views)
+    assert rows is not None and rows.shape[0] == sum(len(seen[v]) for v in views)
     rays = rays_from_pixels(scene.cameras, rows[:, 0].long(), rows[:, 1], rows[:, 2], 0.0, 1.0)
     at = rays.origins + rays.directions * rows[:, 3:4]
     centre, scale = np.asarray(scene.metadata["centre"]), scene.metadata["scale"]
-    truth = np.concatenate([(seen[v] @ NERFSTUDIO_MOVE[:3, :3].T - centre) * scale for v in views])
+    truth = np.concatenate([(seen[v][:, 2:] @ NERFSTUDIO_MOVE[:3, :3].T - centre) * scale for v in views])
     assert torch.allclose(at, torch.from_numpy(truth).float(), atol=2e-4)
 
     _write_transforms(copy, cams, np.eye(4), shift=0.5)
@@ -169,8 +210,8 @@ def test_sparse_depth_error_by_hand():
 
 
 def _train(root, tmp_path, name, weight):
-    cfg = load_config("colmap", [f"data.path={root}", "data.downscale=4", "train.max_minutes=0", "train.max_steps=150",
-                                 "train.lr_decay_over=steps", "train.lr_decay_steps=150", "train.batch_rays=1024",
+    cfg = load_config("colmap", [f"data.path={root}", "data.downscale=4", "train.max_minutes=0", "train.max_steps=80",
+                                 "train.lr_decay_over=steps", "train.lr_decay_steps=80", "train.batch_rays=1024",
                                  "model.fast.train_samples=65536", "model.fast.grid_res_start=0", "train.log_every=1000",
                                  "train.eval_every=100000", "train.checkpoint_every=100000", "train.threads=2",
                                  "model.fast.depth_rays=256", f"model.fast.depth_weight={weight}"])
@@ -206,4 +247,4 @@ def test_depth_loss_places_the_surfaces(capture, tmp_path):
     plain = _held_out_depth_error(_train(root, tmp_path, "plain", 0.0), root)
     depth = _held_out_depth_error(_train(root, tmp_path, "depth", 0.1), root)
     print(f"held-out depth error: plain {plain:.4f}, depth loss {depth:.4f}")
-    assert depth < 0.8 * plain
+    assert depth < 0.5 * plain
