@@ -295,9 +295,10 @@ class Trainer:
         rows = self.sparse_depth[torch.randint(0, self.sparse_depth.shape[0], (n,), generator=generator,
                                                device=self.sparse_depth.device)]
         kc, kx, ky = rows[:, 0].long(), rows[:, 1], rows[:, 2]
+        h, w = self.images.shape[1:3]
+        colour = self.images[kc, ky.long().clamp_(0, h - 1), kx.long().clamp_(0, w - 1)]
         depth = torch.cat([torch.full_like(x, float("nan")), rows[:, 3]])
-        return (torch.cat([cam, kc]), torch.cat([x, kx]), torch.cat([y, ky]),
-                torch.cat([target, self.images[kc, ky.long(), kx.long()]]), depth)
+        return torch.cat([cam, kc]), torch.cat([x, kx]), torch.cat([y, ky]), torch.cat([target, colour]), depth
 
     def _drop_stale_optimizer_state(self) -> None:
         """After the model reshaped parameters (coarse-to-fine grids, or a checkpoint whose dense grid
