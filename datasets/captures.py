@@ -182,7 +182,7 @@ def build_scene(root: Path, fmt: str, frames: list[Frame], split: str, opts: Dat
     cams = Cameras(c2w=torch.from_numpy(all_c2w[idx].astype(np.float32)), fx=col("fx", sx), fy=col("fy", sy),
                    cx=col("cx", sx), cy=col("cy", sy), width=w, height=h, distortion=dist)
 
-    sparse = _sparse_depth(sel, sx, sy, w, h, scale)
+    sparse = _sparse_depth(sel, sx, sy, w, h, scale, mask)
     if depth_range is not None:
         near, far = depth_range[0] * scale, depth_range[1] * scale
     else:
@@ -206,9 +206,11 @@ def build_scene(root: Path, fmt: str, frames: list[Frame], split: str, opts: Dat
     )
 
 
-def _sparse_depth(sel: list[Frame], sx: np.ndarray, sy: np.ndarray, w: int, h: int, scale: float) -> torch.Tensor | None:
+def _sparse_depth(sel: list[Frame], sx: np.ndarray, sy: np.ndarray, w: int, h: int, scale: float,
+                  mask: torch.Tensor | None = None) -> torch.Tensor | None:
     """`Scene.sparse_depth` of the frames `sel`: their keypoints at the loaded size (x * sx, y * sy,
-    inside the w x h image) with the distance from the camera to the point in normalised units."""
+    inside the w x h image, on a pixel the frame's mask keeps) with the distance from the camera to
+    the point in normalised units."""
     rows = []
     for i, f in enumerate(sel):
         if f.keypoints is None:
@@ -217,6 +219,8 @@ def _sparse_depth(sel: list[Frame], sx: np.ndarray, sy: np.ndarray, w: int, h: i
         x, y = k[:, 0] * sx[i], k[:, 1] * sy[i]
         dist = np.linalg.norm(k[:, 2:5] - f.c2w[:3, 3], axis=1) * scale
         ok = (x >= 0) & (x < w) & (y >= 0) & (y < h) & (dist > 0)
+        if mask is not None:  # a keypoint on a pixel the mask ignores (a moving person) is no guide
+            ok[ok] = mask[i].numpy()[y[ok].astype(np.int64), x[ok].astype(np.int64)] > 0.5
         rows.append(np.stack([np.full(int(ok.sum()), i), x[ok], y[ok], dist[ok]], axis=1))
     if not rows:
         return None

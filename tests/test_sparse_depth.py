@@ -154,12 +154,17 @@ NERFSTUDIO_MOVE = np.array([[0.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.
 
 def _write_transforms(root, cams, move, shift=0.0):
     """transforms.json beside the model: the cameras moved by `move` (stated as applied_transform
-    when it is not the identity) and then by `shift` along x (never stated)."""
+    when it is not the identity) and then by `shift` along x (never stated); frame 1 has a mask
+    that ignores the left half of the image."""
     frames = []
     for i in range(len(cams)):
         c2w = move @ cams.c2w[i].double().numpy()
         c2w[0, 3] += shift
         frames.append({"file_path": f"images/frame_{i:03d}.png", "transform_matrix": c2w.tolist()})
+    mask = np.full((cams.height, cams.width), 255, dtype=np.uint8)
+    mask[:, : cams.width // 2] = 0
+    iio.imwrite(root / "mask_001.png", mask)
+    frames[1]["mask_path"] = "mask_001.png"
     meta = {"camera_model": "OPENCV", "fl_x": float(cams.fx[0]), "fl_y": float(cams.fy[0]), "cx": float(cams.cx[0]),
             "cy": float(cams.cy[0]), "w": cams.width, "h": cams.height, "frames": frames}
     if not np.array_equal(move, np.eye(4)):
@@ -169,8 +174,8 @@ def _write_transforms(root, cams, move, shift=0.0):
 
 def test_transforms_json_takes_the_keypoints_of_the_model_beside_it(capture, tmp_path):
     """process-data's and nerfstudio's layout (transforms.json with sparse/0 beside it): the
-    model's keypoints are used, moved by applied_transform; a file whose poses moved without
-    saying so gets none."""
+    model's keypoints are used, moved by applied_transform, except where a frame's mask ignores
+    the pixel; a file whose poses moved without saying so gets none."""
     root, cams, seen = capture
     copy = tmp_path / "capture"
     shutil.copytree(root, copy)
@@ -179,11 +184,14 @@ def test_transforms_json_takes_the_keypoints_of_the_model_beside_it(capture, tmp
     assert scene.metadata["format"] == "transforms"
     rows = scene.sparse_depth
     views = scene.metadata["indices"]
-    assert rows is not None and rows.shape[0] == sum(len(seen[v]) for v in views)
+    masked = views.index(1)  # frame 1 (a training view) keeps only the keypoints in its right half
+    kept = [seen[v] if v != 1 else seen[v][seen[v][:, 0] >= cams.width // 2] for v in views]
+    assert 0 < len(kept[masked]) < len(seen[1])
+    assert rows is not None and rows.shape[0] == sum(len(k) for k in kept)
     rays = rays_from_pixels(scene.cameras, rows[:, 0].long(), rows[:, 1], rows[:, 2], 0.0, 1.0)
     at = rays.origins + rays.directions * rows[:, 3:4]
     centre, scale = np.asarray(scene.metadata["centre"]), scene.metadata["scale"]
-    truth = np.concatenate([(seen[v][:, 2:] @ NERFSTUDIO_MOVE[:3, :3].T - centre) * scale for v in views])
+    truth = np.concatenate([(k[:, 2:] @ NERFSTUDIO_MOVE[:3, :3].T - centre) * scale for k in kept])
     assert torch.allclose(at, torch.from_numpy(truth).float(), atol=2e-4)
 
     _write_transforms(copy, cams, np.eye(4), shift=0.5)
