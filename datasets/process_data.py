@@ -39,7 +39,7 @@ import shutil
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -56,6 +56,7 @@ MATCHINGS = ("exhaustive", "sequential")
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 EXHAUSTIVE_UP_TO = 300  # photos; a larger set is matched sequentially (in name order)
 SEQUENTIAL_OVERLAP = 10
+REMAP_TRIES = 2  # incremental mapping is random (RANSAC, threads): a remap that does no better gets another seed
 DOWNSCALES = (2, 4, 8)
 MIN_IMAGES = 3
 JPEG_QUALITY = 95
@@ -385,10 +386,11 @@ def _unfold(models: dict, db: Path, image_dir: Path, work_dir: Path, names: list
             threads: int, runner: _Runner, report: dict, log: Callable[[str], None],
             warn: Callable[[str], None]) -> dict:
     """A model that folds (`datasets.sfm_folds`) is mapped again from the pairs of images close in
-    name order only; the new models replace the old when their largest registers as many images and
-    folds less. Then the distant pairs that agree with it (loop closures) are put back and the
-    images mapped once more, kept if that registers as many and folds no more. The report records
-    the folds found at each stage."""
+    name order only (with another seed when that does no better, up to REMAP_TRIES maps); the new
+    models replace the old when their largest registers as many images and folds less. Then the
+    distant pairs that agree with it (loop closures) are put back and the images mapped once
+    more, kept if that registers as many and folds no more. The report records the folds found at
+    each stage."""
     rec = _largest(models)
     if rec is None:
         return models
@@ -400,12 +402,17 @@ def _unfold(models: dict, db: Path, image_dir: Path, work_dir: Path, names: list
     log(f"process-data: the model folds ({len(folds)} pairs of neighbouring images that share many matches face "
         f"opposite ways, a sign of symmetric or repeated structure); mapping again from neighbouring images only")
     dropped = sfm_folds.keep_near_pairs(db, names, SEQUENTIAL_OVERLAP)
-    again = _remap(db, image_dir, work_dir, names, opts, threads, runner)
-    rec2 = _largest(again)
-    folds2 = sfm_folds.folded_pairs(rec2, pairs, names, SEQUENTIAL_OVERLAP) if rec2 is not None else folds
-    better = rec2 is not None and rec2.num_reg_images() >= rec.num_reg_images() and len(folds2) < len(folds)
-    report["remap"] = {"pairs_dropped": len(dropped), "images_registered": rec2.num_reg_images() if rec2 else 0,
-                       "folded_pairs": len(folds2), "kept": better}
+    for attempt in range(REMAP_TRIES):
+        again = _remap(db, image_dir, work_dir, names, replace(opts, seed=opts.seed + attempt), threads, runner)
+        rec2 = _largest(again)
+        folds2 = sfm_folds.folded_pairs(rec2, pairs, names, SEQUENTIAL_OVERLAP) if rec2 is not None else folds
+        better = rec2 is not None and rec2.num_reg_images() >= rec.num_reg_images() and len(folds2) < len(folds)
+        report["remap"] = {"pairs_dropped": len(dropped), "images_registered": rec2.num_reg_images() if rec2 else 0,
+                           "folded_pairs": len(folds2), "kept": better, "tries": attempt + 1}
+        if better:
+            break
+        log(f"process-data: the remap registered {rec2.num_reg_images() if rec2 else 0} images with {len(folds2)} "
+            f"folded pairs, no better{'; mapping once more with another seed' if attempt + 1 < REMAP_TRIES else ''}")
     if better:
         log(f"process-data: remapped: {rec2.num_reg_images()} images, {len(folds2)} folded pairs")
         restored = sfm_folds.restore_pairs(db, dropped, rec2)

@@ -14,7 +14,7 @@ import pytest
 from conftest import SHARED
 
 from nerf.commands import COMMANDS
-from nerf.datasets import sfm_folds
+from nerf.datasets import process_data, sfm_folds
 from nerf.datasets.process_data import area_downscale
 
 BEER = SHARED / "captures" / "beer_can" / "images"
@@ -46,6 +46,41 @@ def test_only_neighbouring_pairs_make_a_fold():
     # the distant pairs facing opposite ways are false matches, not folds
     assert len(sfm_folds.opposite_pairs(axes, far)) > 0
     assert sfm_folds.split_by_distance(far, names, 10)[0] == []
+
+
+class Model:
+    """A stand-in for a pycolmap reconstruction: how many images it registers and how often it folds."""
+
+    def __init__(self, images: int, folds: int):
+        self.images, self.folds = images, folds
+
+    def num_reg_images(self) -> int:
+        return self.images
+
+
+@pytest.mark.parametrize("maps, kept, tries", [
+    ([Model(71, 0)], True, 1),
+    ([Model(70, 0), Model(71, 0)], True, 2),  # the first remap loses an image: a second seed is tried
+    ([Model(71, 3), Model(71, 3)], False, 2),  # folds as often both times: the first model stays
+])
+def test_a_remap_that_does_no_better_is_tried_with_another_seed(monkeypatch, maps, kept, tries):
+    first, seeds, queue = Model(71, 3), [], list(maps)
+
+    def remap(db, image_dir, work_dir, names, opts, threads, runner):
+        seeds.append(opts.seed)
+        return {0: queue.pop(0)} if queue else {}
+
+    monkeypatch.setattr(process_data, "_remap", remap)
+    monkeypatch.setattr(sfm_folds, "verified_pairs", lambda db: [])
+    monkeypatch.setattr(sfm_folds, "folded_pairs", lambda rec, pairs, names, overlap: [("a", "b", 99)] * rec.folds)
+    monkeypatch.setattr(sfm_folds, "keep_near_pairs", lambda db, names, overlap: [])
+    monkeypatch.setattr(sfm_folds, "restore_pairs", lambda db, dropped, rec: 0)
+    report, lines = {}, []
+    models = process_data._unfold({0: first}, None, None, None, [], process_data.ProcessOptions(seed=5), 1, None,
+                                  report, lines.append, lines.append)
+    assert report["remap"]["kept"] is kept and report["remap"]["tries"] == tries, report
+    assert seeds == [5, 6][:tries]
+    assert models[0] is (maps[tries - 1] if kept else first)
 
 
 def turns(transforms: dict) -> np.ndarray:

@@ -276,21 +276,21 @@ def sparse_depth_error(weights: torch.Tensor, t_mid: torch.Tensor, ray_idx: torc
     """The sparse depth loss, a line-of-sight loss as Urban Radiance Fields': for each ray with a
     finite `target` distance D (n,) (and kept by `ray_mask`), the opacity its samples (weights (m,)
     at midpoints t_mid (m,), ray_idx (m,)) gather before D (1 - margin) plus the transmittance
-    left after D (1 + margin): 0 when the ray stops within the margin around the point. Density in
-    front of the point is penalised only as far as the window around it has opacity, so while
-    that is still empty the loss grows none there. Mean over those rays."""
+    left after D (1 + margin), which is 1 minus the opacity inside that window: 0 when the ray
+    stops within the margin around the point. Density in front of the point is penalised only as
+    far as the window around it has opacity, so while that is still empty the loss grows none
+    there. Mean over those rays."""
     n = target.shape[0]
     d = target[ray_idx]  # NaN for rays without a point: every comparison below is False
-    zero = torch.zeros_like(weights)
-    before = segment_sum(torch.where(t_mid < d * (1.0 - margin), weights, zero), ray_idx, n)
-    upto = segment_sum(torch.where(t_mid <= d * (1.0 + margin), weights, zero), ray_idx, n)
+    window = (t_mid >= d * (1.0 - margin)) & (t_mid <= d * (1.0 + margin))
+    inside = segment_sum(torch.where(window, weights, torch.zeros_like(weights)), ray_idx, n)
     valid = torch.isfinite(target)
     if ray_mask is not None:
         valid &= ray_mask
     idx = valid.nonzero()[:, 0]
     if idx.numel() == 0:
         return weights.sum() * 0.0
-    return (before[idx] + 1.0 - upto[idx]).mean()
+    return (1.0 - inside[idx]).mean()
 
 
 def resolve_contraction(fc: FastConfig, info: SceneInfo) -> str:
