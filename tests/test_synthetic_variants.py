@@ -96,17 +96,25 @@ SHORT = ["data.synthetic.resolution=32", "data.synthetic.n_train=24", "data.synt
          "model.fast.occ_warmup=64", "train.batch_rays=1024"]
 
 
+_RUNS: dict[tuple[str, ...], tuple] = {}  # the seeded short runs already made, by their overrides
+
+
 def _short_run(tmp_path, variant: list[str]):
+    """A short seeded run on the variant, trained once per test process: the random-background
+    test compares against the same runs the variants' floors check."""
     from conftest import DEVICE
 
     from nerf.inference.views import render_view, score_views
     from nerf.training.trainer import Trainer
 
-    cfg = load_config("builtin", SHORT + variant)
-    tr = Trainer(cfg, tmp_path / "run", DEVICE, log=lambda *x: None, show_progress=False)
-    tr.train()
-    test = load_scene(cfg.data, "test")
-    return tr, test, score_views(tr.model, test, tr.info, cfg.render.chunk), render_view
+    key = tuple(variant)
+    if key not in _RUNS:
+        cfg = load_config("builtin", SHORT + variant)
+        tr = Trainer(cfg, tmp_path / "run", DEVICE, log=lambda *x: None, show_progress=False)
+        tr.train()
+        test = load_scene(cfg.data, "test")
+        _RUNS[key] = tr, test, score_views(tr.model, test, tr.info, cfg.render.chunk)
+    return (*_RUNS[key], render_view)
 
 
 # floors of the PSNR on the 4 test views after the short run: each about 1.5 dB under what this
