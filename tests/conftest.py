@@ -4,6 +4,10 @@ with a reason when absent) and a CLI runner.
 NERF_TEST_DEVICE=cuda runs the tests that build a Trainer or a model on the GPU (the default is
 cpu); tests that assert bit-exact reproducibility stay on the CPU, where the kernels are
 deterministic. The console commands pick CUDA by themselves when it is present (--device auto).
+
+Under pytest-xdist (`-n 2`, the README's test command) each worker process is pinned to its own
+share of the cores, so workers and the commands they start never contend for one core: most
+tests run small tensors, where two processes on one core each beat one process on two.
 """
 from __future__ import annotations
 
@@ -27,7 +31,22 @@ except RuntimeError:  # not a device name; reported by pytest_configure
     DEVICE = torch.device("cpu")
 
 
+def pin_worker_to_its_cores() -> None:
+    """Give xdist worker gwK every n-th core starting at K (n workers); torch and the commands the
+    tests start (which size their threads by the cores they may use) then use only those."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < count:
+        return
+    share = set(cores[int(worker[2:]) % count::count])
+    os.sched_setaffinity(0, share)
+    torch.set_num_threads(len(share))
+
+
 def pytest_configure(config):
+    pin_worker_to_its_cores()
     if DEVICE_NAME not in ("cpu", "cuda") and not DEVICE_NAME.startswith("cuda:"):
         pytest.exit(f"NERF_TEST_DEVICE={DEVICE_NAME!r}: expected cpu or cuda", returncode=4)
     if DEVICE.type == "cuda" and not torch.cuda.is_available():
@@ -37,6 +56,18 @@ def pytest_configure(config):
 
 def pytest_report_header(config):
     return f"nerf test device: {DEVICE} (NERF_TEST_DEVICE)"
+
+
+@pytest.fixture(autouse=True)
+def threads_of_the_cores():
+    """Each test starts with one torch thread per core this process may use: a test whose
+    command set train.threads leaves no mark on the next."""
+    torch.set_num_threads(cores_of_this_process())
+    yield
+
+
+def cores_of_this_process() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 @pytest.fixture

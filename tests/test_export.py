@@ -31,7 +31,7 @@ EXTENT = float(np.linalg.norm(CONTENT[1] - CONTENT[0]))
 # over the fixed white background the bounds below were measured on (builtin.yaml trains over random
 # colours, which in 200 steps leave the slab's underside, seen only at grazing angles, further down)
 TRAIN = ["--config", "builtin", "train.random_background=false", "train.max_steps=200", "train.batch_rays=2048",
-         "train.max_minutes=0", "train.lr_decay_steps=200", "train.threads=2", "train.checkpoint_every=200",
+         "train.max_minutes=0", "train.lr_decay_steps=200", "train.checkpoint_every=200",
          "--no-eval", "--no-showcase", "--seed", "0"]
 
 

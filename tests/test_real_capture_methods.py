@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 # small and quick: 48x48 views, 1024 rays per step, a modest grid
 QUICK = ["data.synthetic.resolution=48", "data.synthetic.n_train=30", "data.synthetic.n_test=6", "train.batch_rays=1024",
          "train.max_minutes=0", "train.log_every=1000", "train.eval_every=100000", "train.checkpoint_every=100000",
-         "model.fast.grid_res=96", "model.fast.occ_res=64", "model.fast.occ_warmup=64", "train.threads=2"]
+         "model.fast.grid_res=96", "model.fast.occ_res=64", "model.fast.occ_warmup=64"]
 
 
 def _train(tmp_path, name, overrides, steps):

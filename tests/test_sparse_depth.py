@@ -221,7 +221,7 @@ def _train(root, tmp_path, name, weight):
     cfg = load_config("colmap", [f"data.path={root}", "data.downscale=4", "train.max_minutes=0", "train.max_steps=60",
                                  "train.lr_decay_over=steps", "train.lr_decay_steps=60", "train.batch_rays=512",
                                  "model.fast.train_samples=65536", "model.fast.grid_res_start=0", "train.log_every=1000",
-                                 "train.eval_every=100000", "train.checkpoint_every=100000", "train.threads=2",
+                                 "train.eval_every=100000", "train.checkpoint_every=100000",
                                  "model.fast.depth_rays=128", f"model.fast.depth_weight={weight}"])
     tr = Trainer(cfg, tmp_path / name, torch.device(DEVICE), show_progress=False)
     while tr.budget_left():

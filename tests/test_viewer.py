@@ -42,7 +42,7 @@ from nerf.viewer.server import SceneViewer
 
 TINY_FAST = ["data.synthetic.resolution=32", "data.synthetic.n_train=8", "data.synthetic.n_test=2",
              "model.fast.grid_res=48", "model.fast.occ_res=48", "model.fast.steps=96", "train.batch_rays=1024",
-             "train.max_steps=40", "train.eval_every=0", "train.checkpoint_every=40", "train.threads=2",
+             "train.max_steps=40", "train.eval_every=0", "train.checkpoint_every=40",
              "train.max_minutes=0"]
 
 
