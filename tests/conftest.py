@@ -7,7 +7,7 @@ deterministic. The console commands pick CUDA by themselves when it is present (
 
 Under pytest-xdist (`-n 2`, the README's test command) each worker process is pinned to its own
 share of the cores, so workers and the commands they start never contend for one core: most
-tests run small tensors, where two processes on one core each beat one process on two.
+tests run small tensors, where two processes with a core each beat one process with two threads.
 """
 from __future__ import annotations
 
