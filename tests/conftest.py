@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from nerf.datasets.process_data import machine_threads
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
 LEGO = SHARED / "nerf_synthetic" / "lego"
@@ -62,12 +64,8 @@ def pytest_report_header(config):
 def threads_of_the_cores():
     """Each test starts with one torch thread per core this process may use: a test whose
     command set train.threads leaves no mark on the next."""
-    torch.set_num_threads(cores_of_this_process())
+    torch.set_num_threads(machine_threads())
     yield
-
-
-def cores_of_this_process() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from nerf.datasets.process_data import machine_threads
 from nerf.errors import UserError
 
 
@@ -110,11 +111,7 @@ def shutdown(ranks: Ranks) -> None:
 
 def default_threads(ranks: Ranks) -> int:
     """CPU threads for this process: the cores this process may use, shared among the node's ranks."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores // ranks.local_world)
+    return max(1, machine_threads() // ranks.local_world)
 
 
 def shard_seed(seed: int, shard: int, restart_step: int | None = None) -> int:
