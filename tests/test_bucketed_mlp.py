@@ -79,3 +79,23 @@ def test_reflect_feeds_the_direction_mirrored_about_the_learned_normal():
     want = torch.sigmoid(torch.stack([-c1 * m[:, 1], c1 * m[:, 2], -c1 * m[:, 0]], -1))
     assert torch.allclose(rgb, want, atol=1e-6)
     assert any(p is field.normal_head.weight for p in field.mlp_parameters())
+
+
+def test_forced_bf16_without_native_support_is_named(tmp_path):
+    """train.precision=bf16 on a machine that would emulate it gets a one-line warning naming the
+    option and the remedy; where bf16 is native, or under auto, nothing is said."""
+    from nerf.config import load_config
+    from nerf.models.base import native_bf16
+    from nerf.training.trainer import Trainer
+
+    tiny = ["data.synthetic.resolution=16", "data.synthetic.n_train=4", "data.synthetic.n_test=1", "model.width=32",
+            "model.depth=2", "model.view_width=16", "model.skip_layer=0", "train.eval_every=0"]
+    for precision in ("bf16", "auto"):
+        lines = []
+        cfg = load_config("builtin_nerf", tiny + [f"train.precision={precision}"])
+        Trainer(cfg, tmp_path / precision, torch.device("cpu"), show_progress=False, log=lines.append)
+        warned = [line for line in lines if "train.precision=bf16" in line]
+        expect = precision == "bf16" and not native_bf16("cpu")
+        assert len(warned) == int(expect), (precision, lines)
+        if expect:
+            assert "emulated" in warned[0] and "train.precision=auto" in warned[0]

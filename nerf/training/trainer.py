@@ -22,6 +22,7 @@ from nerf.datasets import load_scene
 from nerf.errors import UserError
 from nerf.inference.views import render_view
 from nerf.metrics import psnr, ssim
+from nerf.models.base import native_bf16
 from nerf.render.video import depth_to_rgb
 from nerf.runs.checkpoints import load_latest_checkpoint, save_checkpoint
 from nerf.runs.run_folder import build_run_model, prepare_run_dir, save_refined_cameras, save_scene_json
@@ -105,6 +106,9 @@ class Trainer:
         self.info = SceneInfo.from_scene(self.scene, has_alpha=self.scene.alpha is not None)
         torch.manual_seed(cfg.train.seed)
         self.model = build_run_model(cfg, self.info).to(device)
+        if cfg.train.precision == "bf16" and not native_bf16(device.type):
+            self.log(f"warning: train.precision=bf16 on a {device.type} without native bf16 (AVX512-BF16, AMX or a "
+                     "CUDA GPU with bf16): emulated, many times slower than fp32; train.precision=auto picks fp32 here")
         if init_file is not None:
             from nerf.runs.init_files import load_init
 
