@@ -128,3 +128,41 @@ def test_training_upsamples_restarts_adam_and_resumes_exactly(tmp_path):
     sa, sb = a.model.state_dict(), b2.model.state_dict()
     for k in sa:
         assert torch.equal(sa[k], sb[k]), k
+
+
+def test_a_run_on_its_clock_upsamples_by_its_budget_share(tmp_path):
+    """With train.lr_decay_over=minutes, upsampling i of n also happens once i/n of
+    grid_upsample_budget of the time budget is spent, whichever comes first; a run scheduled in
+    steps, or grid_upsample_budget=0, follows the steps alone."""
+    from nerf.training.schedules import budget_share
+
+    clock = ["train.lr_decay_over=minutes", "train.max_minutes=2"]
+    a = _trainer_with(tmp_path, "clock", OVER + clock + ["train.max_steps=100"])
+    t = a.cfg.train
+    assert budget_share(t, 60.0) == 0.5 and budget_share(a.cfg.train.__class__(), 60.0) == 0.0
+    model = a.model  # schedule {4: 12, 8: 24}, grid_upsample_budget 0.5: shares 0.25 and 0.5
+    assert [model.grid_res_at(1, b) for b in (0.0, 0.24, 0.25, 0.49, 0.5, 1.0)] == [None, None, 12, 12, 24, 24]
+    assert [model.grid_res_at(s, 0.0) for s in (3, 4, 7, 8, 50)] == [None, 12, 12, 24, 24]
+    assert model.field.encoding.res == 6
+    a.train_seconds = 0.3 * 120  # a slow machine: 30 % of the budget gone before step 4
+    a.train_step()
+    assert a.step == 1 and model.field.encoding.res == 12
+    for p in model.field.encoding.parameters():  # the optimiser restarted on the new shapes
+        assert a.optimizer.state[p]["exp_avg"].shape == p.shape
+    a.train_seconds = 0.6 * 120
+    a.train_step()
+    assert model.field.encoding.res == 24
+
+    steps_only = _trainer_with(tmp_path, "steps", OVER + clock + ["train.max_steps=100", "model.fast.grid_upsample_budget=0"])
+    steps_only.train_seconds = 0.9 * 120
+    steps_only.train_step()
+    assert steps_only.model.field.encoding.res == 6
+    in_steps = _trainer_with(tmp_path, "in_steps", OVER + ["train.max_steps=100", "train.max_minutes=2"])
+    in_steps.train_seconds = 0.9 * 120
+    in_steps.train_step()
+    assert in_steps.model.field.encoding.res == 6
+
+
+def _trainer_with(tmp_path, name, overrides):
+    return Trainer(load_config("builtin", overrides), tmp_path / name, torch.device("cpu"), log=lambda *x: None,
+                   show_progress=False)

@@ -68,9 +68,10 @@ class RenderModel(nn.Module):
         """Hook to set up state from the training data before the first step of a fresh run
         (e.g. carving an occupancy grid from the silhouettes); nothing by default."""
 
-    def before_step(self, step: int, lr_factor: float = 1.0) -> bool:
+    def before_step(self, step: int, lr_factor: float = 1.0, budget: float = 0.0) -> bool:
         """Hook before each training step: `lr_factor` is how far the learning-rate schedule has
-        decayed (lr / train.lr), for regularisers that follow it. Per-step bookkeeping (e.g.
+        decayed (lr / train.lr), for regularisers that follow it; `budget` the share of a time
+        budget spent (`schedules.budget_share`, 0 for a run scheduled in steps). Per-step bookkeeping (e.g.
         refreshing an occupancy grid) goes here. Returns True when it changed the shape of
         parameters (the trainer then drops their optimiser state)."""
         return False

@@ -95,6 +95,10 @@ class FastConfig:
     set) in `grid_upsample_count` steps
     of equal ratio, evenly spaced up to step `grid_upsample_until`; 0, or a start at or above the
     final resolution (a config's start kept while `grid_res` is lowered), starts at `grid_res`.
+    grid_upsample_budget: in a run scheduled on its clock (`train.lr_decay_over: minutes`), each
+    upsampling also happens once its share of this share of the time budget is spent, if that
+    comes before its step: on a slow machine a short budget would otherwise end before the
+    schedule's steps, on a coarse grid. 0: steps only.
     contraction: unbounded scenes (mip-NeRF 360's scene contraction): none, l2, linf, or auto
     (linf for captures without alpha that are not in NDC: real photos whose background reaches
     the horizon; none for objects on a background colour, for NDC, and for captures whose file
@@ -188,6 +192,7 @@ class FastConfig:
     grid_res_start: int = 0
     grid_upsample_until: int = 2000
     grid_upsample_count: int = 4
+    grid_upsample_budget: float = 0.5
     prune_min_share: float = 0.2
     render_first_round: int = 4
     render_window: int = 256
@@ -244,6 +249,8 @@ class FastConfig:
             errs.append(f"model.fast.tv_weight: must be >= 0, got {self.tv_weight}")
         elif self.tv_weight > 0 and self.encoding == "hash":
             errs.append("model.fast.tv_weight: total variation needs a tensorf or dense grid, not the hash grid")
+        if not 0 <= self.grid_upsample_budget <= 1:
+            errs.append(f"model.fast.grid_upsample_budget: must be in [0, 1], got {self.grid_upsample_budget}")
         if self.grid_res_start:
             if self.grid_res_start < 2:
                 errs.append(f"model.fast.grid_res_start: must be 0 (off) or >= 2, got {self.grid_res_start}")
@@ -455,6 +462,15 @@ class FastNeRF(RenderModel):
         n, lo, hi = fc.grid_upsample_count, math.log(fc.grid_res_start), math.log(fc.grid_res)
         return {round(fc.grid_upsample_until * i / n): round(math.exp(lo + (hi - lo) * i / n)) for i in range(1, n + 1)}
 
+    def grid_res_at(self, step: int, budget: float = 0.0) -> int | None:
+        """The coarse-to-fine resolution for `step` with `budget` of a time budget spent: that of
+        the last upsampling whose step is reached, or whose share of grid_upsample_budget is
+        spent; None before the first or when the schedule is off."""
+        schedule, share = sorted(self.grid_schedule().items()), self.fc.grid_upsample_budget
+        reached = [res for i, (at, res) in enumerate(schedule, 1)
+                   if step >= at or (share > 0 and budget >= share * i / len(schedule))]
+        return reached[-1] if reached else None
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         state_dict.setdefault(prefix + "kept_share", torch.zeros_like(self.kept_share))  # saved before it existed
         state_dict.setdefault(prefix + "ray_cost", torch.zeros_like(self.ray_cost))
@@ -476,12 +492,12 @@ class FastNeRF(RenderModel):
             return True
         return self._probe or fc.alpha_min > 0 or float(self.kept_share) <= 1.0 - fc.prune_min_share
 
-    def before_step(self, step: int, lr_factor: float = 1.0) -> bool:
+    def before_step(self, step: int, lr_factor: float = 1.0, budget: float = 0.0) -> bool:
         fc, resized = self.fc, False
         self.lr_factor = lr_factor
         self.step = step
         self._probe = step % fc.occ_update_every == 0
-        res = self.grid_schedule().get(step)
+        res = self.grid_res_at(step, budget)
         if res is not None and res != self.field.encoding.res:
             self.field.encoding.resize(res)
             resized = True

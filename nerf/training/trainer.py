@@ -31,7 +31,7 @@ from nerf.training import distributed
 from nerf.training.batches import masked_pixels, over_random_background, sample_batch
 from nerf.training.distributed import SINGLE, RankLost, Ranks
 from nerf.training.error_map import ErrorMap
-from nerf.training.schedules import learning_rate
+from nerf.training.schedules import budget_share, learning_rate
 from nerf.training.step import sharded_step
 
 
@@ -252,7 +252,7 @@ class Trainer:
         """
         t = self.cfg.train
         lr, lr_factor = self._set_lr()
-        if self.model.before_step(self.step, lr_factor):
+        if self.model.before_step(self.step, lr_factor, budget_share(t, self.train_seconds)):
             self._drop_stale_optimizer_state()
         crop = t.precrop_fraction if self.step < t.precrop_steps else 1.0
         if self.ranks.active:  # what a checkpoint holds if another rank is lost during this step
