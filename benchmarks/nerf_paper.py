@@ -2,7 +2,7 @@
 
   python benchmarks/nerf_paper.py speed   [--downscale 4] [--steps 7] [--precision fp32 bf16]
   python benchmarks/nerf_paper.py quality [--downscale 8] [--minutes 30] [--marks 2 5 10 20 30]
-                                          [--views 25] [--precision bf16]
+                                          [--views 25] [--precision auto]
 
 `speed` times training steps of the paper config (1024 rays, 64 + 128 samples, 8x256 MLPs) in a
 fresh subprocess per precision (so peak memory is that configuration's own) and reports the
@@ -121,7 +121,7 @@ def main() -> None:
     q.add_argument("--minutes", type=float, default=30)
     q.add_argument("--marks", type=float, nargs="+", default=[2, 5, 10, 20, 30])
     q.add_argument("--views", type=int, default=25)
-    q.add_argument("--precision", default="bf16")
+    q.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     q.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     if not (LEGO / "transforms_train.json").is_file():
