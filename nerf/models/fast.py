@@ -95,8 +95,8 @@ class FastConfig:
     set) in `grid_upsample_count` steps
     of equal ratio, evenly spaced up to step `grid_upsample_until`; 0, or a start at or above the
     final resolution (a config's start kept while `grid_res` is lowered), starts at `grid_res`.
-    grid_upsample_budget: in a run scheduled on its clock (`train.lr_decay_over: minutes`), each
-    upsampling also happens once its share of this share of the time budget is spent, if that
+    grid_upsample_budget: in a run scheduled on its clock (`train.lr_decay_over: minutes`),
+    upsampling i of n also happens once i/n of this share of the time budget is spent, if that
     comes before its step: on a slow machine a short budget would otherwise end before the
     schedule's steps, on a coarse grid. 0: steps only.
     contraction: unbounded scenes (mip-NeRF 360's scene contraction): none, l2, linf, or auto
