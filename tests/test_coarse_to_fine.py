@@ -133,10 +133,12 @@ def test_training_upsamples_restarts_adam_and_resumes_exactly(tmp_path):
 def test_a_run_on_its_clock_upsamples_by_its_budget_share(tmp_path):
     """With train.lr_decay_over=minutes, upsampling i of n also happens once i/n of
     grid_upsample_budget of the time budget is spent, whichever comes first; a run scheduled in
-    steps, or grid_upsample_budget=0, follows the steps alone."""
+    steps, or grid_upsample_budget=0 (the default; blender.yaml sets 0.5), follows the steps alone."""
     from nerf.training.schedules import budget_share
 
-    clock = ["train.lr_decay_over=minutes", "train.max_minutes=2"]
+    assert load_config("builtin", []).model.fast.grid_upsample_budget == 0.0
+    assert load_config("blender", []).model.fast.grid_upsample_budget == 0.5
+    clock = ["train.lr_decay_over=minutes", "train.max_minutes=2", "model.fast.grid_upsample_budget=0.5"]
     a = _trainer_with(tmp_path, "clock", OVER + clock + ["train.max_steps=100"])
     t = a.cfg.train
     assert budget_share(t, 60.0) == 0.5 and budget_share(a.cfg.train.__class__(), 60.0) == 0.0
@@ -157,7 +159,8 @@ def test_a_run_on_its_clock_upsamples_by_its_budget_share(tmp_path):
     steps_only.train_seconds = 0.9 * 120
     steps_only.train_step()
     assert steps_only.model.field.encoding.res == 6
-    in_steps = _trainer_with(tmp_path, "in_steps", OVER + ["train.max_steps=100", "train.max_minutes=2"])
+    in_steps = _trainer_with(tmp_path, "in_steps", OVER + ["train.max_steps=100", "train.max_minutes=2",
+                                                           "model.fast.grid_upsample_budget=0.5"])
     in_steps.train_seconds = 0.9 * 120
     in_steps.train_step()
     assert in_steps.model.field.encoding.res == 6

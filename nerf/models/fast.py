@@ -98,7 +98,7 @@ class FastConfig:
     grid_upsample_budget: in a run scheduled on its clock (`train.lr_decay_over: minutes`),
     upsampling i of n also happens once i/n of this share of the time budget is spent, if that
     comes before its step: on a slow machine a short budget would otherwise end before the
-    schedule's steps, on a coarse grid. 0: steps only.
+    schedule's steps, on a coarse grid. 0 (the default): steps only; blender.yaml sets it.
     contraction: unbounded scenes (mip-NeRF 360's scene contraction): none, l2, linf, or auto
     (linf for captures without alpha that are not in NDC: real photos whose background reaches
     the horizon; none for objects on a background colour, for NDC, and for captures whose file
@@ -192,7 +192,7 @@ class FastConfig:
     grid_res_start: int = 0
     grid_upsample_until: int = 2000
     grid_upsample_count: int = 4
-    grid_upsample_budget: float = 0.5
+    grid_upsample_budget: float = 0.0
     prune_min_share: float = 0.2
     render_first_round: int = 4
     render_window: int = 256
