@@ -20,14 +20,19 @@ of a commit that changes the occupancy listing:
 
     python benchmarks/render_variants.py runs/cup_desk --variant now= --occupancy-at HEAD~1
 
+The C kernels (render/native.py) against the torch code they replace: `--native-off NAME` adds a
+variant `NAME` that renders with the run's own settings and NERF_NATIVE=0.
+
 Writes benchmarks/results/render_variants_<tag>-<date>.json (today's date, YYYY-MM-DD).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import importlib.util
+import os
 import subprocess
 import sys
 import tempfile
@@ -63,9 +68,11 @@ def occupancy_class_at(commit: str) -> type:
 
 
 def compare_run(run_dir: Path, variants: list[tuple[str, list[str]]], views: int, reps: int,
-                occupancy_at: str | None = None) -> dict:
+                occupancy_at: str | None = None, native_off: str | None = None) -> dict:
     """{variant: {seconds_median, psnr, samples}} for one run, the variants rendering in turn."""
     loaded = {}
+    if native_off:
+        variants = [*variants, (native_off, [])]
     for name, overrides in variants:
         cfg = load_run_config(run_dir, overrides)
         model, step, _ = load_trained_model(run_dir, cfg, torch.device("cpu"))
@@ -82,20 +89,36 @@ def compare_run(run_dir: Path, variants: list[tuple[str, list[str]]], views: int
     views = min(views, len(test))
     seconds = {name: [] for name in loaded}
     psnrs = {name: [0.0] * views for name in loaded}
-    for model, chunk, _ in loaded.values():  # warm-up
-        render_view(model, test.cameras, 0, model.info, chunk)
+    for name, (model, chunk, _) in loaded.items():  # warm-up
+        with _native(name != native_off):
+            render_view(model, test.cameras, 0, model.info, chunk)
     for _ in range(reps):
         for name, (model, chunk, _) in loaded.items():
-            for i in range(views):
-                t0 = time.perf_counter()
-                out = render_view(model, test.cameras, i, model.info, chunk)
-                seconds[name].append(time.perf_counter() - t0)
-                psnrs[name][i] = psnr(out["rgb"], test.images[i])
+            with _native(name != native_off):
+                for i in range(views):
+                    t0 = time.perf_counter()
+                    out = render_view(model, test.cameras, i, model.info, chunk)
+                    seconds[name].append(time.perf_counter() - t0)
+                    psnrs[name][i] = psnr(out["rgb"], test.images[i])
     size = f"{test.cameras.width}x{test.cameras.height}"
     return {name: {"overrides": dict(variants)[name], "step": loaded[name][2], "size": size, "views": views,
                    "seconds_per_view_median": median(seconds[name]), "seconds": seconds[name],
                    "psnr": sum(psnrs[name]) / views}
             for name in loaded}
+
+
+@contextlib.contextmanager
+def _native(on: bool):
+    """NERF_NATIVE set to 1 or 0 inside the block, as it was after."""
+    before = os.environ.get("NERF_NATIVE")
+    os.environ["NERF_NATIVE"] = "1" if on else "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["NERF_NATIVE"]
+        else:
+            os.environ["NERF_NATIVE"] = before
 
 
 def main() -> None:
@@ -109,19 +132,22 @@ def main() -> None:
     ap.add_argument("--tag", default="compare", help="results file suffix, before the date")
     ap.add_argument("--occupancy-at", metavar="COMMIT",
                     help="also render through render/occupancy.py as of this commit (the run's own settings)")
+    ap.add_argument("--native-off", metavar="NAME",
+                    help="also render with the run's own settings and the C kernels off (NERF_NATIVE=0), as NAME")
     a = ap.parse_args()
-    names = [name for name, _ in a.variant]
+    names = [name for name, _ in a.variant] + ([a.native_off] if a.native_off else [])
     if len(set(names)) != len(names):
         raise SystemExit(f"--variant: each variant needs its own name, got {', '.join(names)}")
     at_start = machine()  # load average before the renders, not of them
     results = {}
     for run in a.run_dirs:
-        results[run] = compare_run(Path(run), a.variant, a.views, a.reps, a.occupancy_at)
+        results[run] = compare_run(Path(run), a.variant, a.views, a.reps, a.occupancy_at, a.native_off)
         for name, r in results[run].items():
             print(f"{run} {name}: {r['size']} median {r['seconds_per_view_median']:.2f} s/view, "
                   f"PSNR {r['psnr']:.2f} dB over {r['views']} views", flush=True)
     write_json(dated(f"render_variants_{a.tag}", "json"),
-               {"views_asked": a.views, "reps": a.reps, "occupancy_at": a.occupancy_at, "runs": results,
+               {"views_asked": a.views, "reps": a.reps, "occupancy_at": a.occupancy_at, "native_off": a.native_off,
+                "runs": results,
                 "machine": at_start})
 
 

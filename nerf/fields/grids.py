@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nerf.fields import native_grids
+
 _PRIMES = (1, 2654435761, 805459861)
 _CORNERS = torch.tensor([[(c >> 0) & 1, (c >> 1) & 1, (c >> 2) & 1] for c in range(8)], dtype=torch.long)
 
@@ -220,6 +222,9 @@ class DenseGrid(_BoxEncoding):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fast = native_grids.dense_features(self.grid, self.box_lo, self.box_size, x)
+        if fast is not None:  # no gradient wanted, on the CPU: one C pass per point
+            return fast
         r, c = self.res, self.grid.shape[3]
         with torch.set_grad_enabled(x.requires_grad and torch.is_grad_enabled()):
             i0, f = _vertex_linear(self.unit(x), r)  # (n, 3), x y z
@@ -274,6 +279,9 @@ class TensoRFVM(_BoxEncoding):
         self.out_dim = 3 * n_comp
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fast = native_grids.tensorf_features(self.planes, self.lines, self.box_lo, self.box_size, x)
+        if fast is not None:  # no gradient wanted, on the CPU: one C pass per point
+            return fast
         n, r, c = x.shape[0], self.res, self.n_comp
         # interpolation weights carry a gradient only for learned positions (camera refinement)
         with torch.set_grad_enabled(x.requires_grad and torch.is_grad_enabled()):
