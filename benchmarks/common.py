@@ -7,6 +7,7 @@ finds the newest one of a study (a later stage reading an earlier stage's output
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime
 import glob
@@ -117,3 +118,18 @@ def plot_curves(path: Path, curves: dict[str, tuple[list[float], list[float]]], 
     fig.savefig(path)
     plt.close(fig)
     return True
+
+
+@contextlib.contextmanager
+def native_kernels(on: bool):
+    """NERF_NATIVE set to 1 (the C kernels of render/native.py in use) or 0 (the torch code)
+    inside the block, as it was after: the two compared in one process."""
+    before = os.environ.get("NERF_NATIVE")
+    os.environ["NERF_NATIVE"] = "1" if on else "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["NERF_NATIVE"]
+        else:
+            os.environ["NERF_NATIVE"] = before

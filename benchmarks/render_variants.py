@@ -28,11 +28,9 @@ Writes benchmarks/results/render_variants_<tag>-<date>.json (today's date, YYYY-
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import functools
 import importlib.util
-import os
 import subprocess
 import sys
 import tempfile
@@ -43,7 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import dated, machine, median, parse_variant, write_json  # noqa: E402
+from benchmarks.common import dated, machine, median, native_kernels, parse_variant, write_json  # noqa: E402
 from nerf.datasets import load_scene  # noqa: E402
 from nerf.inference.views import psnr, render_view  # noqa: E402
 from nerf.runs.run_folder import load_run_config, load_trained_model  # noqa: E402
@@ -90,11 +88,11 @@ def compare_run(run_dir: Path, variants: list[tuple[str, list[str]]], views: int
     seconds = {name: [] for name in loaded}
     psnrs = {name: [0.0] * views for name in loaded}
     for name, (model, chunk, _) in loaded.items():  # warm-up
-        with _native(name != native_off):
+        with native_kernels(name != native_off):
             render_view(model, test.cameras, 0, model.info, chunk)
     for _ in range(reps):
         for name, (model, chunk, _) in loaded.items():
-            with _native(name != native_off):
+            with native_kernels(name != native_off):
                 for i in range(views):
                     t0 = time.perf_counter()
                     out = render_view(model, test.cameras, i, model.info, chunk)
@@ -105,20 +103,6 @@ def compare_run(run_dir: Path, variants: list[tuple[str, list[str]]], views: int
                    "seconds_per_view_median": median(seconds[name]), "seconds": seconds[name],
                    "psnr": sum(psnrs[name]) / views}
             for name in loaded}
-
-
-@contextlib.contextmanager
-def _native(on: bool):
-    """NERF_NATIVE set to 1 or 0 inside the block, as it was after."""
-    before = os.environ.get("NERF_NATIVE")
-    os.environ["NERF_NATIVE"] = "1" if on else "0"
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["NERF_NATIVE"]
-        else:
-            os.environ["NERF_NATIVE"] = before
 
 
 def main() -> None:

@@ -12,11 +12,15 @@ trained field (e.g. how many samples the pruning pass drops). Example, the pruni
     python benchmarks/train_step_speed.py runs/fern --variant skip=model.fast.prune_min_share=0.2 \\
         --variant always=model.fast.prune_min_share=0
 
+`--native-off NAME` adds a variant NAME: the run's own settings with the C kernels off
+(NERF_NATIVE=0, the torch code they replace).
+
 Writes benchmarks/results/train_step_speed_<tag>-<date>.json (today's date, YYYY-MM-DD).
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import tempfile
 import time
@@ -26,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import dated, machine, median, parse_variant, write_json  # noqa: E402
+from benchmarks.common import dated, machine, median, native_kernels, parse_variant, write_json  # noqa: E402
 from nerf.runs.checkpoints import load_latest_checkpoint  # noqa: E402
 from nerf.runs.run_folder import load_run_config  # noqa: E402
 from nerf.training.trainer import Trainer  # noqa: E402
@@ -52,26 +56,30 @@ def timed_steps(run_dir: Path, state: dict, overrides: list[str], warmup: int, s
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir")
-    ap.add_argument("--variant", action="append", required=True, type=parse_variant,
+    ap.add_argument("--variant", action="append", required=True, type=functools.partial(parse_variant, allow_empty=True),
                     help="NAME=KEY=VALUE[,KEY=VALUE]: config overrides of one variant (repeat the flag)")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--tag", default=None, help="results file suffix, before the date (default: the run folder's name)")
+    ap.add_argument("--native-off", metavar="NAME",
+                    help="also a variant NAME: the run's own settings with the C kernels off (NERF_NATIVE=0)")
     a = ap.parse_args()
+    variants = a.variant + ([(a.native_off, [])] if a.native_off else [])
     run_dir = Path(a.run_dir)
     found = load_latest_checkpoint(run_dir, map_location="cpu")
     if found is None:
         raise SystemExit(f"{run_dir}: no checkpoint to continue from")
     state, path = found
-    rows = {name: [] for name, _ in a.variant}
+    rows = {name: [] for name, _ in variants}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(a.reps):
-            for name, overrides in a.variant:
-                row = timed_steps(run_dir, state, overrides, a.warmup, a.steps, Path(tmp) / name)
+            for name, overrides in variants:
+                with native_kernels(name != a.native_off):
+                    row = timed_steps(run_dir, state, overrides, a.warmup, a.steps, Path(tmp) / name)
                 rows[name].append(row)
                 print(f"rep {rep} {name}: {row['seconds_per_step']:.3f} s/step, {row['samples_per_ray']:.1f} samples/ray")
-    summary = {name: {"overrides": dict(a.variant)[name],
+    summary = {name: {"overrides": dict(variants)[name],
                       "seconds_per_step_median": median([r["seconds_per_step"] for r in rs]),
                       "samples_per_ray_median": median([r["samples_per_ray"] for r in rs]), "reps": rs}
                for name, rs in rows.items()}

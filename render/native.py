@@ -25,7 +25,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-FLAGS = ("-O3", "-march=native", "-shared", "-fPIC", "-pthread", "-std=gnu99")
+FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC", "-pthread", "-std=gnu99")
 _loaded: dict[str, ctypes.CDLL | None] = {}
 
 
@@ -93,7 +93,8 @@ def _build(source: Path) -> ctypes.CDLL | None:
             done = subprocess.run([cc, *FLAGS, str(source), "-o", tmp, "-lm"], capture_output=True, text=True,
                                   timeout=300)
             if done.returncode != 0:
-                raise OSError(f"{Path(cc).name} failed: {done.stderr.strip().splitlines()[-1:]}")
+                errors = [line for line in done.stderr.splitlines() if "error" in line] or done.stderr.splitlines()
+                raise OSError(f"{Path(cc).name} failed: {errors[0].strip() if errors else 'no message'}")
             os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nerf.render import native_march
 from nerf.render.contraction import contract, uncontract
 from nerf.render.packed import exclusive_segment_cumsum, segment_starts, tau_from_alpha
 
@@ -286,9 +287,12 @@ class OccupancyGrid(nn.Module):
         (`to_s`) over [near, far] and t holds their distances. Only steps k_lo <= k < k_hi are
         returned (a window, see `march_field`)."""
         s_in, counts = self.ray_steps(origins, dirs, near, far, offset)
-        cells = self._step_cells(origins, dirs)
         if k_hi is not None:
             counts = counts.clamp_max(k_hi)
+        listed = native_march.candidates(self, origins, dirs, s_in, counts, offset, k_lo)
+        if listed is not None:  # on the CPU: one C pass per ray, the same steps
+            return listed
+        cells = self._step_cells(origins, dirs)
         stride = self._stride()
         n_strides = max(int(counts.max()) - k_lo + stride - 1, 0) // stride if counts.numel() else 0
         # every ray's strides side by side (n, n_strides): a broadcast, then only the kept ones
@@ -317,14 +321,8 @@ class OccupancyGrid(nn.Module):
         radius) are applied once per ray, and the per-step work runs on one (m, k) array per axis
         (structure of arrays): an elementwise operation broadcast over a last axis of three is about
         twice as slow on the CPU, and these are the most numerous operations of a render."""
-        scale = self.res / (self.bbox[1] - self.bbox[0])
-        if self.contracted:  # y = contract((x - centre) / radius); cell units (y - lo) * scale
-            o_ax = ((origins - self.centre.to(origins.device)) / self.radius).T.contiguous()
-            d_ax = (dirs / self.radius).T.contiguous()
-        else:  # rays in fine-cell units directly
-            o_ax, d_ax = ((origins - self.bbox[0]) * scale).T.contiguous(), (dirs * scale).T.contiguous()
-        shift = [torch.tensor(v, device=origins.device) for v in (-self.bbox[0] * scale).tolist()]
-        scale = scale.tolist()
+        o_ax, d_ax, shift, scale = self.ray_axes(origins, dirs)
+        shift = [torch.tensor(v, device=origins.device) for v in shift]
 
         def cells(s, rays, width, res):
             ro, rd = o_ax.index_select(1, rays), d_ax.index_select(1, rays)
@@ -346,6 +344,19 @@ class OccupancyGrid(nn.Module):
             c = [x.long() for x in c]
             return (c[0] * res + c[1]) * res + c[2]
         return cells
+
+    def ray_axes(self, origins: torch.Tensor, dirs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list, list]:
+        """Rays per axis (3, n) in the units the cell lookup works in, and the contracted grid's
+        shift and scale (3 floats each) into cell units: a world grid's rays are in fine-cell units
+        directly; a contracted grid's are relative to its centre in units of its radius, and a point
+        y = contract(x) lies at cell y * scale + shift."""
+        scale = self.res / (self.bbox[1] - self.bbox[0])
+        if self.contracted:
+            o_ax = ((origins - self.centre.to(origins.device)) / self.radius).T.contiguous()
+            d_ax = (dirs / self.radius).T.contiguous()
+        else:
+            o_ax, d_ax = ((origins - self.bbox[0]) * scale).T.contiguous(), (dirs * scale).T.contiguous()
+        return o_ax, d_ax, (-self.bbox[0] * scale).tolist(), scale.tolist()
 
     def ray_steps(self, origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
                   offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,5 +1,5 @@
-"""The C kernels (render/native.py): the same values as the torch code they stand in for, used
-only where no gradient is wanted, and a machine that cannot build them keeps the torch code."""
+"""The C kernels (render/native.py): the same values and gradients as the torch code they stand in
+for, the same marching steps, and a machine that cannot build them keeps the torch code."""
 from __future__ import annotations
 
 import logging
@@ -9,7 +9,8 @@ import torch
 
 from nerf.fields import native_grids
 from nerf.fields.grids import DenseGrid, TensoRFVM
-from nerf.render import native
+from nerf.render import native, native_march
+from nerf.render.occupancy import OccupancyGrid
 
 BOX = torch.tensor([[-1.5, -1.0, -1.2], [1.5, 1.1, 1.3]])
 
@@ -47,14 +48,34 @@ def test_kernel_matches_torch_code(built, monkeypatch, make):
             assert torch.allclose(enc(corner)[0], enc.grid[-1, -1, -1], atol=1e-7)
 
 
-def test_gradients_take_the_torch_code(built):
+@pytest.mark.parametrize("make", [lambda: TensoRFVM(BOX, 37, 16), lambda: DenseGrid(BOX, 29, 8)],
+                         ids=["tensorf", "dense"])
+def test_kernel_gradients_match_torch_code(built, monkeypatch, make):
+    """Training through the kernels: the grid entries get the gradient the torch code gives them."""
+    torch.manual_seed(1)
+    enc = make()
+    x = torch.cat([torch.rand(30000, 3) * (BOX[1] - BOX[0]) + BOX[0], 3 * torch.randn(200, 3)])
+    weights = torch.randn(x.shape[0], enc.out_dim)
+    grads = {}
+    for flag in ("1", "0"):
+        monkeypatch.setenv("NERF_NATIVE", flag)
+        enc.zero_grad()
+        out = enc(x)
+        assert (type(out.grad_fn).__name__ in ("_TensoRFBackward", "_DenseBackward")) == (flag == "1")
+        (out * weights).sum().backward()
+        grads[flag] = [p.grad.clone() for p in enc.parameters()]
+    for fast, slow in zip(grads["1"], grads["0"]):
+        assert float(slow.abs().max()) > 0.1
+        assert float((fast - slow).abs().max()) < 1e-5 * float(slow.abs().max())
+
+
+def test_points_that_need_a_gradient_take_the_torch_code(built):
+    """Camera refinement differentiates the sample positions: the kernels have no such gradient."""
     enc = TensoRFVM(BOX, 16, 4)
-    x = torch.rand(100, 3)
-    enc(x).square().sum().backward()  # the kernel has no backward: training must not reach it
-    assert enc.planes.grad is not None and float(enc.planes.grad.abs().sum()) > 0
-    with torch.no_grad():
-        assert native_grids.tensorf_features(enc.planes, enc.lines, enc.box_lo, enc.box_size, x) is not None
+    x = torch.rand(100, 3, requires_grad=True)
     assert native_grids.tensorf_features(enc.planes, enc.lines, enc.box_lo, enc.box_size, x) is None
+    enc(x).square().sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
 
 
 def test_switched_off_and_unbuildable(monkeypatch, tmp_path, caplog):
@@ -87,3 +108,46 @@ def test_built_once_per_source(built, monkeypatch, tmp_path):
     assert lib.answer() == 42
     assert len(list(tmp_path.glob("answer-*.so"))) == 1
     assert native.load(source) is lib
+
+
+def _grid_and_rays(contraction: str, growth: str, seed: int = 4):
+    gen = torch.Generator().manual_seed(seed)
+    if contraction == "none":
+        g = OccupancyGrid(torch.tensor([[-1.0] * 3, [1.0] * 3]), res=64, step=2 * 3 ** 0.5 / 300)
+    else:
+        g = OccupancyGrid([[-2.0] * 3, [2.0] * 3], 64, 0.004, contraction=contraction, radius=0.5, knee=0.5,
+                          centre=(0.1, -0.05, 0.02), growth=growth)
+    g.restrict(torch.rand(64 ** 3, generator=gen) < 0.08)
+    n = 3000
+    d = torch.nn.functional.normalize(torch.randn(n, 3, generator=gen), dim=-1)
+    o = torch.rand(n, 3, generator=gen) * 0.4 - 0.2 - (2.5 * d if contraction == "none" else 0.0)
+    near, far = torch.full((n, 1), 0.02), torch.full((n, 1), 30.0 if contraction != "none" else 6.0)
+    return g, o, d, near, far, torch.rand(n, generator=gen)
+
+
+@pytest.mark.parametrize("contraction,growth", [("none", "linear"), ("linf", "linear"), ("l2", "quadratic")])
+def test_march_kernel_lists_the_torch_codes_steps(built, monkeypatch, contraction, growth):
+    """The C listing of occupied steps against the torch code, whole rays and windows of steps."""
+    g, o, d, near, far, offset = _grid_and_rays(contraction, growth)
+    assert native_march._library() is not None
+    for k_lo, k_hi in ((0, None), (0, 40), (40, 120)):
+        fast = g.candidates(o, d, near, far, offset, k_lo, k_hi)
+        monkeypatch.setenv("NERF_NATIVE", "0")
+        slow = g.candidates(o, d, near, far, offset, k_lo, k_hi)
+        monkeypatch.setenv("NERF_NATIVE", "1")
+        assert slow[1].numel() > 5000
+        # the same steps, up to a rare step on a cell's face that float rounding puts on its other side
+        assert abs(fast[1].numel() - slow[1].numel()) <= 2
+        if fast[1].numel() == slow[1].numel():
+            assert torch.equal(fast[1], slow[1])
+            assert torch.allclose(fast[0], slow[0], rtol=1e-5, atol=1e-5)
+        assert fast[0].dtype == torch.float32 and fast[1].dtype == torch.int64
+
+
+def test_march_kernel_in_parts_lists_the_same_steps(built, monkeypatch):
+    """Rays whose steps would need more room than one call makes are listed in parts, joined in order."""
+    g, o, d, near, far, offset = _grid_and_rays("l2", "quadratic", seed=6)
+    whole = g.candidates(o, d, near, far, offset)
+    monkeypatch.setattr(native_march, "ROOM", 5000)
+    parts = g.candidates(o, d, near, far, offset)
+    assert torch.equal(whole[1], parts[1]) and torch.equal(whole[0], parts[0])
