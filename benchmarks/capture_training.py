@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -28,13 +29,14 @@ ABLATIONS = {"plain": [], "no contraction": ["model.fast.contraction=none"],
              "with camera refinement": ["model.fast.pose_refine=true"]}
 
 
-def train_and_score(data: Path, out: Path, minutes: float, overrides: list[str]) -> dict:
-    """`train-scene --data DATA train.max_minutes=M OVERRIDES` into `out`, in a fresh process, then
-    the figures of its own evaluation (metrics.json) with the commit and load at its start."""
+def train_and_score(data: Path, out: Path, minutes: float, overrides: list[str], env: dict | None = None) -> dict:
+    """`train-scene --data DATA train.max_minutes=M OVERRIDES` into `out`, in a fresh process (with
+    `env` added to its environment), then the figures of its own evaluation (metrics.json) with the
+    commit and load at its start."""
     cmd = ["train-scene", "--data", str(data), f"train.max_minutes={minutes:g}", "--out", str(out),
            "--overwrite", "--no-showcase", "--quiet"] + overrides
     at_start, start = machine(), time.perf_counter()  # the commit the run imports, the load before it
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
     m = json.loads((out / "metrics.json").read_text())

@@ -5,6 +5,9 @@ train.max_minutes=M COMMON VARIANT`, each variant in a fresh process, the varian
     python benchmarks/option_study.py --data ../shared/data/nerf_synthetic/lego --minutes 2 \
         --variant plain= --variant jitter=train.pixel_jitter=true --tag lego-jitter data.downscale=4
 
+`--native-off NAME` adds a variant NAME: no overrides, the C kernels off (NERF_NATIVE=0 in its
+environment), to weigh them at equal time.
+
 Writes benchmarks/results/option-study-<tag>-<date>.json (every run) and prints a median table.
 """
 from __future__ import annotations
@@ -38,15 +41,19 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=1, help="rounds of all variants in turn")
     ap.add_argument("--tag", required=True, help="names the record: option-study-<tag>-<date>.json")
     ap.add_argument("--out", type=Path, default=Path("/tmp/option_study"), help="run folders")
+    ap.add_argument("--native-off", metavar="NAME", help="also a variant NAME with the C kernels off (NERF_NATIVE=0)")
     a = ap.parse_args(argv)
     variants = dict(parse_variant(v) for v in a.variant)
+    if a.native_off:
+        variants[a.native_off] = []
     path = dated(f"option-study-{a.tag}", "json")
     runs = json.loads(path.read_text())["runs"] if path.exists() else []
     for rep in range(a.reps):
         for name, extra in variants.items():
             over = list(a.overrides) + extra
-            r = train_and_score(a.data, a.out / f"{a.tag}-{name}-{rep}", a.minutes, over)
-            runs.append({"variant": name, "rep": rep, "data": str(a.data), "overrides": over, **r})
+            env = {"NERF_NATIVE": "0" if name == a.native_off else "1"}
+            r = train_and_score(a.data, a.out / f"{a.tag}-{name}-{rep}", a.minutes, over, env)
+            runs.append({"variant": name, "rep": rep, "data": str(a.data), "overrides": over, "env": env, **r})
             print(f"{name} rep {rep}: {r['step']} steps, {r['psnr']:.2f} dB / {r['ssim']:.4f}", flush=True)
             path.write_text(json.dumps({"command": " ".join(sys.argv), "runs": runs}, indent=1))
     print("\n| variant | runs | steps | PSNR (median) | SSIM (median) |\n| --- | ---: | ---: | ---: | ---: |")
