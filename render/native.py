@@ -61,17 +61,16 @@ def _compiler() -> str | None:
 def load(source: Path) -> ctypes.CDLL | None:
     """The library built from C file `source` (built now if this machine has none yet), or None
     when native kernels are off or cannot be built here (logged once)."""
+    if not enabled():  # asked again once switched back on
+        return None
     key = str(source)
-    if key in _loaded:
-        return _loaded[key] if enabled() else None
-    lib = None
-    if enabled():
+    if key not in _loaded:
         try:
-            lib = _build(source)
+            _loaded[key] = _build(source)
         except (OSError, subprocess.SubprocessError) as err:
             log.warning("native kernels of %s not built (%s); using the torch code", source.name, err)
-    _loaded[key] = lib
-    return lib
+            _loaded[key] = None
+    return _loaded[key]
 
 
 def _build(source: Path) -> ctypes.CDLL | None:

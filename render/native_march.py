@@ -29,8 +29,8 @@ def candidates(grid, origins: torch.Tensor, dirs: torch.Tensor, s_in: torch.Tens
                offset: torch.Tensor, k_lo: int) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Midpoints t (m,) and ray_idx (m,) of the occupied steps k_lo <= k < counts[i] of each ray
     that starts its steps at (warped) distance s_in (n,) with sub-step `offset` (n,)."""
-    if origins.device.type != "cpu" or grid.occupied.device.type != "cpu":
-        return None
+    if origins.device.type != "cpu" or grid.occupied.device.type != "cpu" or grid.res ** 3 >= 1 << 31:
+        return None  # (the kernel's cell indices are 32-bit)
     lib = _library()
     if lib is None:
         return None

@@ -84,6 +84,8 @@ def test_switched_off_and_unbuildable(monkeypatch, tmp_path, caplog):
     enc = TensoRFVM(BOX, 16, 4)
     with torch.no_grad():
         assert enc(torch.rand(10, 3)).shape == (10, 12)
+    monkeypatch.setenv("NERF_NATIVE", "1")  # switched back on: the kernels again, where they can be built
+    assert (native_grids._library() is None) == (native._compiler() is None)
     # a compiler that fails: one warning naming the source, then the torch code
     monkeypatch.setenv("NERF_NATIVE", "1")
     monkeypatch.setenv("NERF_NATIVE_CACHE", str(tmp_path))

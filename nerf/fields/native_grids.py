@@ -14,6 +14,7 @@ from nerf.render import native
 
 _SOURCE = Path(__file__).with_name("grid_kernels.c")
 _P, _I64, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+MAX_CHANNELS = 256  # MAX_C of grid_kernels.c: components per factor the kernels take
 _SIGNATURES = {
     "tensorf_features": [_P, _I64, _P, _P, _INT, _INT, _P, _P, _P, _INT],
     "dense_features": [_P, _I64, _P, _INT, _INT, _P, _P, _P, _INT],
@@ -67,6 +68,7 @@ class _TensoRF(torch.autograd.Function):
     def forward(ctx, planes, lines, x, lo, size):
         planes, lines, x, lo, size = _flat(planes, lines, x, lo, size)
         ctx.save_for_backward(planes, lines, x, lo, size)
+        ctx.lib = _library()  # the backward's kernels, whatever NERF_NATIVE says by then
         return _tensorf(planes, lines, x, lo, size)
 
     @staticmethod
@@ -74,7 +76,7 @@ class _TensoRF(torch.autograd.Function):
         planes, lines, x, lo, size = ctx.saved_tensors
         grad = grad.float().contiguous()
         g_planes, g_lines = torch.zeros_like(planes), torch.zeros_like(lines)
-        _library().tensorf_backward(native.ptr(x), x.shape[0], native.ptr(grad), native.ptr(planes), native.ptr(lines),
+        ctx.lib.tensorf_backward(native.ptr(x), x.shape[0], native.ptr(grad), native.ptr(planes), native.ptr(lines),
                                     planes.shape[1], planes.shape[3], native.ptr(lo), native.ptr(size),
                                     native.ptr(g_planes), native.ptr(g_lines), torch.get_num_threads())
         return g_planes, g_lines, None, None, None
@@ -85,7 +87,7 @@ class _Dense(torch.autograd.Function):
     def forward(ctx, grid, x, lo, size):
         grid, x, lo, size = _flat(grid, x, lo, size)
         ctx.save_for_backward(x, lo, size)
-        ctx.grid_shape = grid.shape
+        ctx.grid_shape, ctx.lib = grid.shape, _library()
         return _dense(grid, x, lo, size)
 
     @staticmethod
@@ -94,7 +96,7 @@ class _Dense(torch.autograd.Function):
         grad = grad.float().contiguous()
         g_grid = torch.zeros(ctx.grid_shape)
         r, c = ctx.grid_shape[0], ctx.grid_shape[3]
-        _library().dense_backward(native.ptr(x), x.shape[0], native.ptr(grad), r, c, native.ptr(lo), native.ptr(size),
+        ctx.lib.dense_backward(native.ptr(x), x.shape[0], native.ptr(grad), r, c, native.ptr(lo), native.ptr(size),
                                   native.ptr(g_grid), torch.get_num_threads())
         return g_grid, None, None, None
 
@@ -103,7 +105,7 @@ def tensorf_features(planes: torch.Tensor, lines: torch.Tensor, box_lo: torch.Te
                      x: torch.Tensor) -> torch.Tensor | None:
     """TensoRFVM's features (n, 3 * c) of points x (n, 3) from planes (3, r, r, c), lines (3, r, c),
     differentiable in the planes and lines when they need a gradient."""
-    if not _applies(x, planes, lines) or _library() is None:
+    if not _applies(x, planes, lines) or planes.shape[3] > MAX_CHANNELS or _library() is None:
         return None
     if _wants_grad(planes, lines):
         return _TensoRF.apply(planes, lines, x, box_lo, box_size)
