@@ -42,10 +42,12 @@ static inline void add_scaled(float *restrict q, const float *restrict t, float 
     for (int k = 0; k < c; ++k) q[k] += w * t[k];
 }
 
+/* TensoRF's factors m: plane m's column axis PA, row axis PB, line m's axis LW (TensoRFVM.PLANES, LINES) */
+static const int PA[3] = {0, 0, 1}, PB[3] = {1, 2, 2}, LW[3] = {2, 1, 0};
+
 /* TensoRF: planes (3, r, r, c) over axis pairs (0,1) (0,2) (1,2), rows by the second axis;
  * lines (3, r, c) along axes 2, 1, 0; out (n, 3c) = plane * line per factor. */
 static void *tensorf_run(void *arg) {
-    static const int PA[3] = {0, 0, 1}, PB[3] = {1, 2, 2}, LW[3] = {2, 1, 0};
     const job_t *j = (const job_t *)arg;
     const int r = j->r, c = j->c;
     for (int64_t p = j->n0; p < j->n1; ++p) {
@@ -93,7 +95,6 @@ static void *dense_run(void *arg) {
  * (`out_b`). This job owns plane rows whose row-axis index lies in its band and the lines
  * m % parts == part. */
 static void *tensorf_back_run(void *arg) {
-    static const int PA[3] = {0, 0, 1}, PB[3] = {1, 2, 2}, LW[3] = {2, 1, 0};
     const job_t *j = (const job_t *)arg;
     const int r = j->r, c = j->c;
     const int b0 = (int)((int64_t)r * j->part / j->parts), b1 = (int)((int64_t)r * (j->part + 1) / j->parts);

@@ -223,7 +223,7 @@ class DenseGrid(_BoxEncoding):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fast = native_grids.dense_features(self.grid, self.box_lo, self.box_size, x)
-        if fast is not None:  # no gradient wanted, on the CPU: one C pass per point
+        if fast is not None:  # on the CPU: one C pass per point, and one for the gradient
             return fast
         r, c = self.res, self.grid.shape[3]
         with torch.set_grad_enabled(x.requires_grad and torch.is_grad_enabled()):
@@ -280,7 +280,7 @@ class TensoRFVM(_BoxEncoding):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fast = native_grids.tensorf_features(self.planes, self.lines, self.box_lo, self.box_size, x)
-        if fast is not None:  # no gradient wanted, on the CPU: one C pass per point
+        if fast is not None:  # on the CPU: one C pass per point, and one for the gradient
             return fast
         n, r, c = x.shape[0], self.res, self.n_comp
         # interpolation weights carry a gradient only for learned positions (camera refinement)
